@@ -1,0 +1,44 @@
+/**
+ * Every error this library throws on purpose is an {@link AlipayPlusLifecycleError} with a stable
+ * `code` that callers can switch on, and a message that says what to do about it.
+ */
+export type ErrorCode =
+  /** A key could not be read as any accepted encoding. */
+  | 'KEY_FORMAT'
+  /** A key was read but is of the wrong kind (not RSA, or private where public was expected). */
+  | 'KEY_TYPE'
+  /** A `Signature` header could not be parsed. */
+  | 'SIGNATURE_HEADER'
+  /** An options object failed validation. */
+  | 'INVALID_OPTIONS'
+  /** An argument (an ID, an amount, a time) failed validation. */
+  | 'INVALID_INPUT';
+
+export class AlipayPlusLifecycleError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(`${code}: ${message}`, options);
+    this.name = 'AlipayPlusLifecycleError';
+    this.code = code;
+  }
+}
+
+/** A key that cannot be used for signing or verification. Never carries the key material. */
+export class KeyError extends AlipayPlusLifecycleError {
+  constructor(code: 'KEY_FORMAT' | 'KEY_TYPE', message: string) {
+    super(code, message);
+    this.name = 'KeyError';
+  }
+}
+
+/** Bad options or arguments; `issues` lists each failing field as `path: reason`. */
+export class ValidationError extends AlipayPlusLifecycleError {
+  readonly issues: readonly string[];
+
+  constructor(code: 'INVALID_OPTIONS' | 'INVALID_INPUT', what: string, issues: readonly string[]) {
+    super(code, `${what} is invalid: ${issues.join('; ')}`);
+    this.name = 'ValidationError';
+    this.issues = issues;
+  }
+}

@@ -1,0 +1,5 @@
+export * from './cancel-payment.js';
+export * from './common.js';
+export * from './inquiry-payment.js';
+export * from './notify-payment.js';
+export * from './result-codes.js';
