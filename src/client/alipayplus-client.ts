@@ -1,0 +1,253 @@
+import type { KeyObject } from 'node:crypto';
+import { inspect } from 'node:util';
+import { Agent, type Dispatcher, request } from 'undici';
+import { z } from 'zod';
+import { CancelPaymentResponse } from '../protocol/cancel-payment.js';
+import { Id, PaymentRef } from '../protocol/common.js';
+import { InquiryPaymentResponse } from '../protocol/inquiry-payment.js';
+import { parseOrThrow } from '../validate.js';
+import type { CancelOutcome, InquiryOutcome, NoResult, NoResultReason } from './answers.js';
+import { type KeyInput, loadPrivateKey, loadPublicKey } from './keys.js';
+import {
+  buildSignatureHeader,
+  buildSignContent,
+  parseSignatureHeader,
+  signContentAsync,
+  verifyContent,
+} from './signature.js';
+
+export const API_PATHS = {
+  pay: '/aps/api/v1/payments/pay',
+  inquiryPayment: '/aps/api/v1/payments/inquiryPayment',
+  cancelPayment: '/aps/api/v1/payments/cancelPayment',
+} as const;
+
+const keyInput = z.custom<KeyInput>(
+  (value) =>
+    typeof value === 'string' || Buffer.isBuffer(value) || (typeof value === 'object' && value !== null),
+  'must be PEM text, Base64 DER, a Buffer or a KeyObject',
+);
+
+const ClientOptions = z.object({
+  baseUrl: z.url({
+    protocol: /^https?$/,
+    error: 'must be an http(s) URL such as https://open-sea-global.alipayplus.com',
+  }),
+  clientId: Id,
+  privateKey: keyInput,
+  alipayPublicKey: keyInput,
+  keyVersion: z.number().int().min(0).default(1),
+  timeouts: z
+    .object({
+      inquiryMs: z.number().int().positive().default(5_000),
+      cancelMs: z.number().int().positive().default(8_000),
+    })
+    .prefault({}),
+  /** Connections to the Alipay+ origin when the client owns its dispatcher. */
+  connections: z.number().int().positive().default(128),
+  dispatcher: z.custom<Dispatcher>().optional(),
+  now: z.custom<() => number>((value) => typeof value === 'function').optional(),
+});
+
+/** Options of {@link createAlipayPlusClient}. Keys may be PEM, bare Base64 DER, Buffers or KeyObjects. */
+export type AlipayPlusClientOptions = z.input<typeof ClientOptions>;
+
+export interface CallOptions {
+  /** Aborts the call; the outcome is then `no-result` with reason `aborted`. */
+  readonly signal?: AbortSignal;
+}
+
+/** The Alipay+ calls the lifecycle needs. Methods never throw for transport or format problems. */
+export interface AlipayPlusClient {
+  readonly clientId: string;
+  readonly baseUrl: string;
+  inquiryPayment(ref: PaymentRef, options?: CallOptions): Promise<InquiryOutcome>;
+  cancelPayment(ref: PaymentRef, options?: CallOptions): Promise<CancelOutcome>;
+  /** Closes the client's own connection pool (an injected dispatcher is left to its owner). */
+  close(): Promise<void>;
+}
+
+const TIMED_OUT = Symbol('timeout');
+
+function noResult(reason: NoResultReason, detail: string, httpStatus?: number): NoResult {
+  return httpStatus === undefined
+    ? { kind: 'no-result', reason, detail }
+    : { kind: 'no-result', reason, detail, httpStatus };
+}
+
+function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === 'string' ? `${code}: ${error.message}` : error.message;
+  }
+  return String(error);
+}
+
+function refBody(ref: PaymentRef): string {
+  // Exactly one reference travels, so Alipay+ never has to choose between two.
+  return 'paymentId' in ref
+    ? JSON.stringify({ paymentId: ref.paymentId })
+    : JSON.stringify({ paymentRequestId: ref.paymentRequestId });
+}
+
+/**
+ * Creates a client that signs every request, verifies every answer, and turns every transport,
+ * format or signature problem into a `no-result` outcome. Keys are read here, so a bad key fails at
+ * creation with a typed error, never on the first request.
+ *
+ * @throws ValidationError `INVALID_OPTIONS`, KeyError `KEY_FORMAT` / `KEY_TYPE`
+ */
+export function createAlipayPlusClient(options: AlipayPlusClientOptions): AlipayPlusClient {
+  const config = parseOrThrow(ClientOptions, options, 'Alipay+ client options', 'INVALID_OPTIONS');
+  const privateKey: KeyObject = loadPrivateKey(config.privateKey);
+  const alipayPublicKey: KeyObject = loadPublicKey(config.alipayPublicKey);
+  const base = new URL(config.baseUrl);
+  const origin = base.origin;
+  const prefix = base.pathname.replace(/\/+$/, '');
+  const ownDispatcher = config.dispatcher
+    ? undefined
+    : new Agent({ connections: config.connections, keepAliveTimeout: 30_000 });
+  const dispatcher: Dispatcher = config.dispatcher ?? (ownDispatcher as Agent);
+  const now = config.now ?? Date.now;
+  const { clientId, keyVersion } = config;
+
+  async function call<T extends z.ZodType>(
+    api: 'inquiryPayment' | 'cancelPayment',
+    ref: PaymentRef,
+    timeoutMs: number,
+    schema: T,
+    signal: AbortSignal | undefined,
+  ): Promise<(z.output<T> & { kind: 'answer'; raw: string; responseTime: string }) | NoResult> {
+    // A bad reference is the caller's bug, not a network problem: it is refused before anything is sent.
+    parseOrThrow(PaymentRef, ref, `${api} reference`);
+    if (signal?.aborted) return noResult('aborted', 'aborted before the request was sent');
+    const path = `${prefix}${API_PATHS[api]}`;
+    const body = refBody(ref);
+    const requestTime = new Date(now()).toISOString();
+
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(TIMED_OUT), timeoutMs);
+    const onAbort = () => controller.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const stopReason = (): NoResult | undefined => {
+      if (!controller.signal.aborted) return undefined;
+      return controller.signal.reason === TIMED_OUT
+        ? noResult('timeout', `no complete answer within ${timeoutMs} ms`)
+        : noResult('aborted', 'aborted by the caller');
+    };
+
+    try {
+      const signature = await signContentAsync(
+        buildSignContent({ method: 'POST', path, clientId, time: requestTime, body }),
+        privateKey,
+      );
+      const stopped = stopReason();
+      if (stopped) return stopped;
+
+      const response = await request(`${origin}${path}`, {
+        method: 'POST',
+        dispatcher,
+        signal: controller.signal,
+        headers: {
+          'content-type': 'application/json; charset=UTF-8',
+          'client-id': clientId,
+          'request-time': requestTime,
+          signature: buildSignatureHeader({ signature, keyVersion }),
+        },
+        body,
+      });
+      const rawBytes = Buffer.from(await response.body.arrayBuffer());
+      if (response.statusCode !== 200) {
+        return noResult('http-status', `HTTP ${response.statusCode}`, response.statusCode);
+      }
+
+      const responseTime = header(response.headers, 'response-time');
+      const signatureHeader = header(response.headers, 'signature');
+      if (!responseTime || !signatureHeader) {
+        return noResult(
+          'bad-signature',
+          'the answer has no response-time or signature header; not trusted',
+          200,
+        );
+      }
+      let verified = false;
+      try {
+        const parsed = parseSignatureHeader(signatureHeader);
+        const content = buildSignContent({
+          method: 'POST',
+          path,
+          clientId,
+          time: responseTime,
+          body: rawBytes,
+        });
+        verified = verifyContent(content, parsed.signature, alipayPublicKey);
+      } catch (error) {
+        return noResult('bad-signature', `the signature header is unusable: ${describe(error)}`, 200);
+      }
+      if (!verified) {
+        return noResult(
+          'bad-signature',
+          'the answer signature does not verify with the Alipay+ public key',
+          200,
+        );
+      }
+
+      const raw = rawBytes.toString('utf8');
+      let json: unknown;
+      try {
+        json = JSON.parse(raw);
+      } catch {
+        return noResult('bad-json', `the body is not JSON (${rawBytes.length} bytes)`, 200);
+      }
+      const parsed = schema.safeParse(json);
+      if (!parsed.success) {
+        const issues = parsed.error.issues.map(
+          (issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`,
+        );
+        return noResult('schema', `the body does not match the ${api} schema: ${issues.join('; ')}`, 200);
+      }
+      return { ...(parsed.data as object), kind: 'answer', raw, responseTime } as z.output<T> & {
+        kind: 'answer';
+        raw: string;
+        responseTime: string;
+      };
+    } catch (error) {
+      return stopReason() ?? noResult(isTimeout(error) ? 'timeout' : 'network', describe(error));
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  const client: AlipayPlusClient = {
+    clientId,
+    baseUrl: config.baseUrl,
+    inquiryPayment: (ref, callOptions) =>
+      call('inquiryPayment', ref, config.timeouts.inquiryMs, InquiryPaymentResponse, callOptions?.signal),
+    cancelPayment: (ref, callOptions) =>
+      call('cancelPayment', ref, config.timeouts.cancelMs, CancelPaymentResponse, callOptions?.signal),
+    close: async () => {
+      await ownDispatcher?.close();
+    },
+  };
+  // Whatever a caller logs or prints of the client, keys stay out of it.
+  const summary = { baseUrl: config.baseUrl, clientId, keyVersion, privateKey: '[redacted]' };
+  Object.defineProperty(client, inspect.custom, { value: () => `AlipayPlusClient ${inspect(summary)}` });
+  Object.defineProperty(client, 'toJSON', { value: () => summary });
+  return client;
+}
+
+function isTimeout(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return (
+    code === 'UND_ERR_CONNECT_TIMEOUT' ||
+    code === 'UND_ERR_HEADERS_TIMEOUT' ||
+    code === 'UND_ERR_BODY_TIMEOUT' ||
+    code === 'ETIMEDOUT'
+  );
+}
