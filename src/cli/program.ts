@@ -1,0 +1,55 @@
+import { Command, CommanderError } from 'commander';
+import { type CliIo, EXIT, processIo } from './io.js';
+import { signatureCommand } from './signature-command.js';
+
+/** Builds the `alipayplus-lifecycle` program. Every command writes through `io` and reports its exit code. */
+export function createProgram(io: CliIo, setExit: (code: number) => void): Command {
+  const program = new Command('alipayplus-lifecycle')
+    .description('Drive Alipay+ payments whose result is unknown to exactly one final outcome.')
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .exitOverride()
+    .showHelpAfterError();
+
+  program.addCommand(signatureCommand(io, setExit));
+
+  program
+    .command('demo')
+    .description('run the engine against the embedded Alipay+ simulator (not built yet)')
+    .action(() => {
+      io.out(
+        [
+          'The demo is not built yet: the simulator, the lifecycle engine and the demo are still in the issue tracker.',
+          'When it is, `npm start` will start the embedded Alipay+ simulator with a compressed clock, track a few',
+          'hundred payments from a realistic mix with injected faults, show live progress, and end with a table of',
+          'outcomes and a reconciliation line against the ground truth ("lost 0, divergent 0").',
+          'What works today: the signed client and `alipayplus-lifecycle signature sign|verify` (see README.md).',
+          '',
+        ].join('\n'),
+      );
+      setExit(EXIT.ok);
+    });
+
+  // Commander's own usage errors and --help exits become exit codes rather than process.exit calls.
+  for (const command of [program, ...program.commands, ...program.commands.flatMap((c) => c.commands)]) {
+    command.exitOverride();
+    command.configureOutput({ writeOut: io.out, writeErr: io.err });
+  }
+  return program;
+}
+
+/** Runs the CLI on `argv` (without node and script) and resolves with the exit code. */
+export async function runCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+  let exitCode: number = EXIT.ok;
+  const program = createProgram(io, (code) => {
+    exitCode = code;
+  });
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    throw error;
+  }
+  return exitCode;
+}

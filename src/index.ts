@@ -1,0 +1,3 @@
+export * from './client/index.js';
+export * from './errors.js';
+export * from './protocol/index.js';
