@@ -1,0 +1,4 @@
+export * from './decision-table.js';
+export * from './outcome.js';
+export * from './payment-lifecycle.js';
+export * from './policy.js';

@@ -1,0 +1,693 @@
+import { and, assign, fromPromise, setup } from 'xstate';
+import type { CancelOutcome, InquiryOutcome } from '../src/client/answers.js';
+import type { PaymentRef } from '../src/protocol/common.js';
+import type { NotifyPaymentRequest } from '../src/protocol/notify-payment.js';
+import { lookupResultCode } from '../src/protocol/result-codes.js';
+import {
+  classifyInquiry,
+  INQUIRY_DECISION_TABLE,
+  type InquiryRowId,
+  isTrafficLimited,
+} from './decision-table.js';
+import type {
+  AttentionReason,
+  CancelReason,
+  DecidedBy,
+  FinalStatus,
+  LateNotification,
+  LifecycleOutcome,
+  PaymentDetails,
+} from './outcome.js';
+import { type LifecycleInput, type ResolvedPolicy, resolveLifecycleInput, scheduleAt } from './policy.js';
+
+/** What an invoked call resolves with: the client's outcome and when it arrived (epoch ms). */
+export interface CallResult<T> {
+  outcome: T;
+  at: number;
+}
+
+/** Input of the invoked `inquiryPayment` and `cancelPayment` actors. */
+export interface CallInput {
+  paymentRequestId: string;
+  ref: PaymentRef;
+  /** 1 for the first inquiry (or cancel attempt), 2 for the second, ... A re-run after restore keeps its number. */
+  attempt: number;
+}
+
+export type LifecycleEvent =
+  /** A notification whose signature and schema were already verified. */
+  | { type: 'NOTIFIED'; notification: NotifyPaymentRequest; at: number }
+  /** The merchant closes the payment early: cancel now. */
+  | { type: 'CLOSE'; at: number }
+  /** Sent once after a restore: re-arms every timer from the absolute deadlines in context. */
+  | { type: 'RESUME'; at: number };
+
+interface AnswerSummary {
+  at: number;
+  row: InquiryRowId;
+  code: string;
+  status?: 'S' | 'F' | 'U';
+  paymentCode?: string;
+  paymentStatus?: 'S' | 'F' | 'U';
+}
+
+interface CancelProgress {
+  reason: CancelReason;
+  startedAt: number;
+  /** Cancel requests sent so far, the one in flight included. */
+  attempts: number;
+  /** F answers other than CANCEL_WINDOW_EXCEED. */
+  failures: number;
+  nextAttemptAt: number;
+  lastCode?: string;
+}
+
+/** The lifecycle's context. JSON only, so that a snapshot survives `JSON.stringify` and a restart. */
+export interface LifecycleContext {
+  paymentRequestId: string;
+  amount?: { currency: string; value: string };
+  createdAt: number;
+  expiresAt: number;
+  cancelWindowEndsAt: number;
+  policy: ResolvedPolicy;
+  /** The latest time the lifecycle has seen, from event stamps. Delays are measured from here. */
+  now: number;
+  nextInquiryAt: number;
+  /** When the latest inquiry was sent. */
+  lastInquiryAt?: number;
+  inquiries: number;
+  lastAnswer?: AnswerSummary;
+  cancel?: CancelProgress;
+  details: PaymentDetails;
+  lateNotifications: LateNotification[];
+  outcome?: LifecycleOutcome;
+}
+
+const notProvided = (name: string) =>
+  fromPromise<never, CallInput>(async () => {
+    throw new Error(
+      `the ${name} actor was not provided: use paymentLifecycleMachine.provide({ actors: { ${name} } })`,
+    );
+  });
+
+type AnyEvent = {
+  type: string;
+  output?: unknown;
+  at?: number;
+  error?: unknown;
+  notification?: NotifyPaymentRequest;
+};
+
+/** The inquiry outcome carried by a done event; an error event counts as "no result received". */
+function inquiryOf(event: AnyEvent): InquiryOutcome {
+  const output = event.output as CallResult<InquiryOutcome> | undefined;
+  if (output?.outcome) return output.outcome;
+  return { kind: 'no-result', reason: 'network', detail: `the inquiry actor failed: ${String(event.error)}` };
+}
+
+function cancelOf(event: AnyEvent): CancelOutcome {
+  const output = event.output as CallResult<CancelOutcome> | undefined;
+  if (output?.outcome) return output.outcome;
+  return { kind: 'no-result', reason: 'network', detail: `the cancel actor failed: ${String(event.error)}` };
+}
+
+/** The time an event happened: stamped events carry it; timer and error events happen "now". */
+function timeOf(context: LifecycleContext, event: AnyEvent): number {
+  const output = event.output as { at?: number } | undefined;
+  const at =
+    typeof event.at === 'number' ? event.at : typeof output?.at === 'number' ? output.at : context.now;
+  return Math.max(context.now, at);
+}
+
+function inquiryRef(context: LifecycleContext): PaymentRef {
+  // Exactly one reference: paymentId once known (it is unambiguous), else our own request ID.
+  return context.details.paymentId
+    ? { paymentId: context.details.paymentId }
+    : { paymentRequestId: context.paymentRequestId };
+}
+
+function mergeDetails(details: PaymentDetails, source: Record<string, unknown>): PaymentDetails {
+  const merged: PaymentDetails = { ...details };
+  const keys = [
+    'paymentId',
+    'paymentAmount',
+    'paymentTime',
+    'customerId',
+    'walletBrandName',
+    'pspId',
+    'acquirerId',
+    'settlementAmount',
+    'settlementQuote',
+    'transactions',
+  ] as const;
+  for (const key of keys) {
+    const value = source[key];
+    if (value !== undefined && value !== null)
+      (merged as Record<string, unknown>)[key] = structuredClone(value);
+  }
+  return merged;
+}
+
+function summarize(outcome: InquiryOutcome, at: number): AnswerSummary {
+  const row = classifyInquiry(outcome);
+  if (outcome.kind === 'no-result') return { at, row, code: `NO_RESULT:${outcome.reason}` };
+  const summary: AnswerSummary = {
+    at,
+    row,
+    code: outcome.result.resultCode,
+    status: outcome.result.resultStatus,
+  };
+  if (outcome.paymentResult) {
+    summary.paymentCode = outcome.paymentResult.resultCode;
+    summary.paymentStatus = outcome.paymentResult.resultStatus;
+  }
+  return summary;
+}
+
+function sameAmount(a: { currency: string; value: string }, b: { currency: string; value: string }): boolean {
+  return a.currency === b.currency && BigInt(a.value) === BigInt(b.value);
+}
+
+interface SettleParams {
+  status: FinalStatus;
+  decidedBy: DecidedBy;
+  attentionReason?: AttentionReason;
+}
+
+function settle(context: LifecycleContext, at: number, params: SettleParams): LifecycleOutcome {
+  const outcome: LifecycleOutcome = {
+    status: params.status,
+    paymentRequestId: context.paymentRequestId,
+    decidedBy: params.decidedBy,
+    details: context.details,
+    inquiries: context.inquiries,
+    cancelAttempts: context.cancel?.attempts ?? 0,
+    decidedAt: at,
+    lateNotifications: context.lateNotifications,
+  };
+  if (context.details.paymentId) outcome.paymentId = context.details.paymentId;
+  if (params.attentionReason) outcome.attentionReason = params.attentionReason;
+  if (context.cancel) outcome.cancelReason = context.cancel.reason;
+  return outcome;
+}
+
+/** What an inquiry answer decides, as the outcome records it. */
+function decidedByInquiry(outcome: InquiryOutcome): DecidedBy {
+  if (outcome.kind === 'no-result')
+    return { source: 'inquiry', level: 'call', code: `NO_RESULT:${outcome.reason}` };
+  const row = classifyInquiry(outcome);
+  const byPayment = row === 'paid' || row === 'order-closed' || row === 'payment-failed';
+  const result = byPayment && outcome.paymentResult ? outcome.paymentResult : outcome.result;
+  const decided: DecidedBy = {
+    source: 'inquiry',
+    level: byPayment ? 'payment' : 'call',
+    code: result.resultCode,
+    status: result.resultStatus,
+  };
+  if (result.resultMessage) decided.message = result.resultMessage;
+  return decided;
+}
+
+function decidedByNotification(notification: NotifyPaymentRequest): DecidedBy {
+  const { paymentResult } = notification;
+  const decided: DecidedBy = {
+    source: 'notification',
+    level: 'payment',
+    code: paymentResult.resultCode,
+    status: paymentResult.resultStatus,
+  };
+  if (paymentResult.resultMessage) decided.message = paymentResult.resultMessage;
+  return decided;
+}
+
+const FINAL_ROWS: Record<string, FinalStatus> = {};
+for (const row of INQUIRY_DECISION_TABLE) {
+  if (row.target !== 'again-or-cancel') FINAL_ROWS[row.id] = row.target;
+}
+
+/**
+ * The payment lifecycle: from "result unknown" to exactly one final outcome.
+ *
+ * Pure: no I/O, no clock reads, no globals. The calls are invoked actors provided by name
+ * (`inquiryPayment`, `cancelPayment`); time comes from event stamps (`at`) and call results, and
+ * every deadline is absolute in context, so that RESUME after a restore re-arms each timer for the
+ * time that remains.
+ */
+export const paymentLifecycleMachine = setup({
+  types: {
+    context: {} as LifecycleContext,
+    events: {} as LifecycleEvent,
+    input: {} as LifecycleInput,
+    output: {} as LifecycleOutcome,
+  },
+  actors: {
+    inquiryPayment: notProvided('inquiryPayment') as unknown as ReturnType<
+      typeof fromPromise<CallResult<InquiryOutcome>, CallInput>
+    >,
+    cancelPayment: notProvided('cancelPayment') as unknown as ReturnType<
+      typeof fromPromise<CallResult<CancelOutcome>, CallInput>
+    >,
+  },
+  delays: {
+    untilNextInquiry: ({ context }) => Math.max(0, context.nextInquiryAt - context.now),
+    untilExpiry: ({ context }) => Math.max(0, context.expiresAt - context.now),
+    untilCancelRetry: ({ context }) =>
+      Math.max(0, (context.cancel?.nextAttemptAt ?? context.now) - context.now),
+    untilCancelWindowEnds: ({ context }) => Math.max(0, context.cancelWindowEndsAt - context.now),
+  },
+  guards: {
+    // One guard per row of the decision table (machines/decision-table.ts).
+    isPaid: ({ event }) => classifyInquiry(inquiryOf(event)) === 'paid',
+    isOrderClosed: ({ event }) => classifyInquiry(inquiryOf(event)) === 'order-closed',
+    isPaymentFailed: ({ event }) => classifyInquiry(inquiryOf(event)) === 'payment-failed',
+    isStillProcessing: ({ event }) => classifyInquiry(inquiryOf(event)) === 'processing',
+    isOrderNotYetKnown: ({ event }) => classifyInquiry(inquiryOf(event)) === 'order-not-exist',
+    isIntegrationFault: ({ event }) => classifyInquiry(inquiryOf(event)) === 'integration-fault',
+    isCallFailed: ({ event }) => classifyInquiry(inquiryOf(event)) === 'call-failed',
+    isUnknownException: ({ event }) => classifyInquiry(inquiryOf(event)) === 'unknown-exception',
+    isNoResult: ({ event }) => classifyInquiry(inquiryOf(event)) === 'no-result',
+
+    // When an answer is not final: cancel, wait for the notification, or inquire again.
+    isLastLookDone: ({ context }) => (context.lastInquiryAt ?? Number.NEGATIVE_INFINITY) >= context.expiresAt,
+    isInquiryBudgetSpent: ({ context }) => context.inquiries >= context.policy.maxInquiries,
+    shouldAwaitNotification: ({ context }) =>
+      context.policy.awaitNotificationAfter !== undefined &&
+      context.inquiries >= context.policy.awaitNotificationAfter,
+
+    // Notifications.
+    isAmountMismatch: ({ context, event }) => {
+      const notification = event.type === 'NOTIFIED' ? event.notification : undefined;
+      if (!notification) return false;
+      if (notification.paymentRequestId !== context.paymentRequestId) return true;
+      const amount = notification.paymentAmount;
+      return Boolean(context.amount && amount && !sameAmount(context.amount, amount));
+    },
+    isNotifiedPaid: ({ event }) =>
+      event.type === 'NOTIFIED' && event.notification.paymentResult.resultStatus === 'S',
+    isNotifiedClosed: ({ event }) =>
+      event.type === 'NOTIFIED' &&
+      event.notification.paymentResult.resultStatus === 'F' &&
+      event.notification.paymentResult.resultCode === 'ORDER_IS_CLOSED',
+    isNotifiedFailed: ({ event }) =>
+      event.type === 'NOTIFIED' && event.notification.paymentResult.resultStatus === 'F',
+
+    // Cancel answers.
+    isCancelled: ({ event }) => {
+      const outcome = cancelOf(event);
+      return outcome.kind === 'answer' && outcome.result.resultStatus === 'S';
+    },
+    isCancelWindowExceeded: ({ event }) => {
+      const outcome = cancelOf(event);
+      return (
+        outcome.kind === 'answer' &&
+        outcome.result.resultStatus === 'F' &&
+        lookupResultCode('cancelPayment', outcome.result.resultCode, 'F').action === 'refund-instead'
+      );
+    },
+    isCancelRefused: ({ event }) => {
+      const outcome = cancelOf(event);
+      return outcome.kind === 'answer' && outcome.result.resultStatus === 'F';
+    },
+    isCancelRefusedTooOften: ({ context, event }) => {
+      const outcome = cancelOf(event);
+      const failures = (context.cancel?.failures ?? 0) + 1;
+      return (
+        outcome.kind === 'answer' &&
+        outcome.result.resultStatus === 'F' &&
+        failures >= context.policy.maxCancelFailures
+      );
+    },
+    isCancelRetryBeforeWindowEnds: ({ context }) =>
+      (context.cancel?.nextAttemptAt ?? Number.POSITIVE_INFINITY) < context.cancelWindowEndsAt,
+  },
+  actions: {
+    observeTime: assign({ now: ({ context, event }) => timeOf(context, event) }),
+
+    /** A polling timer fired: the inquiry is sent now, at its deadline. */
+    sendInquiry: assign(({ context }) => {
+      const now = Math.max(context.now, context.nextInquiryAt);
+      return { now, lastInquiryAt: now, inquiries: context.inquiries + 1 };
+    }),
+    /** The notification-wait cut-off fired: one last look, at expiry. */
+    sendLastLook: assign(({ context }) => {
+      const now = Math.max(context.now, context.expiresAt);
+      return { now, lastInquiryAt: now, inquiries: context.inquiries + 1 };
+    }),
+
+    recordAnswer: assign(({ context, event }) => {
+      const outcome = inquiryOf(event);
+      const at = timeOf(context, event);
+      return {
+        now: at,
+        lastAnswer: summarize(outcome, at),
+        details: outcome.kind === 'answer' ? mergeDetails(context.details, outcome) : context.details,
+      };
+    }),
+
+    /** Next inquiry: the schedule's interval from this answer, clamped to expiry so that a last look happens then. */
+    scheduleNextInquiry: assign(({ context, event }) => {
+      const base = scheduleAt(context.policy.inquiryScheduleMs, context.inquiries);
+      const wait = isTrafficLimited(inquiryOf(event)) ? base * context.policy.trafficLimitMultiplier : base;
+      return { nextInquiryAt: Math.max(context.now, Math.min(context.now + wait, context.expiresAt)) };
+    }),
+
+    recordNotification: assign(({ context, event }) => ({
+      now: timeOf(context, event),
+      details:
+        event.type === 'NOTIFIED' ? mergeDetails(context.details, event.notification) : context.details,
+    })),
+
+    recordLateNotification: assign(({ context, event }) => {
+      if (event.type !== 'NOTIFIED') return {};
+      const { paymentResult } = event.notification;
+      const late: LateNotification = {
+        at: timeOf(context, event),
+        state: 'cancelling',
+        resultStatus: paymentResult.resultStatus,
+        resultCode: paymentResult.resultCode,
+        flagged: paymentResult.resultStatus === 'S',
+      };
+      return { now: late.at, lateNotifications: [...context.lateNotifications, late] };
+    }),
+
+    startCancel: assign(({ context, event }, params: { reason: CancelReason }) => {
+      const now = timeOf(context, event);
+      return {
+        now,
+        cancel: { reason: params.reason, startedAt: now, attempts: 0, failures: 0, nextAttemptAt: now },
+      };
+    }),
+
+    countCancelAttempt: assign(({ context }) => ({
+      cancel: context.cancel && { ...context.cancel, attempts: context.cancel.attempts + 1 },
+    })),
+
+    scheduleCancelRetry: assign(({ context, event }) => {
+      const outcome = cancelOf(event);
+      const now = timeOf(context, event);
+      const cancel = context.cancel as CancelProgress;
+      const refused = outcome.kind === 'answer' && outcome.result.resultStatus === 'F';
+      const base = scheduleAt(context.policy.cancelRetryScheduleMs, cancel.attempts - 1);
+      const wait = isTrafficLimited(outcome) ? base * context.policy.trafficLimitMultiplier : base;
+      return {
+        now,
+        cancel: {
+          ...cancel,
+          failures: cancel.failures + (refused ? 1 : 0),
+          nextAttemptAt: now + wait,
+          lastCode: outcome.kind === 'answer' ? outcome.result.resultCode : `NO_RESULT:${outcome.reason}`,
+        },
+      };
+    }),
+
+    settleByInquiry: assign(({ context, event }) => {
+      const outcome = inquiryOf(event);
+      const row = classifyInquiry(outcome);
+      const status = FINAL_ROWS[row] ?? 'attention';
+      const params: SettleParams = { status, decidedBy: decidedByInquiry(outcome) };
+      if (status === 'attention') params.attentionReason = 'integration-fault';
+      return { outcome: settle(context, context.now, params) };
+    }),
+
+    settleByNotification: assign(({ context, event }, params: { status: FinalStatus }) => {
+      if (event.type !== 'NOTIFIED') return {};
+      const settleParams: SettleParams = {
+        status: params.status,
+        decidedBy: decidedByNotification(event.notification),
+      };
+      if (params.status === 'attention') {
+        settleParams.attentionReason = 'amount-mismatch';
+        settleParams.decidedBy = {
+          ...settleParams.decidedBy,
+          source: 'notification',
+          code: 'AMOUNT_MISMATCH',
+        };
+      }
+      return { outcome: settle(context, context.now, settleParams) };
+    }),
+
+    settleByCancel: assign(
+      ({ context, event }, params: { status: FinalStatus; attentionReason?: AttentionReason }) => {
+        const outcome = cancelOf(event);
+        const at = timeOf(context, event);
+        const decidedBy: DecidedBy =
+          outcome.kind === 'answer'
+            ? {
+                source: 'cancel',
+                level: 'call',
+                code: outcome.result.resultCode,
+                status: outcome.result.resultStatus,
+              }
+            : { source: 'cancel', level: 'call', code: `NO_RESULT:${outcome.reason}` };
+        if (outcome.kind === 'answer' && outcome.result.resultMessage)
+          decidedBy.message = outcome.result.resultMessage;
+        const settleParams: SettleParams = { status: params.status, decidedBy };
+        if (params.attentionReason) settleParams.attentionReason = params.attentionReason;
+        const cancel = context.cancel as CancelProgress;
+        const failures =
+          cancel.failures + (outcome.kind === 'answer' && outcome.result.resultStatus === 'F' ? 1 : 0);
+        const next = { ...context, now: at, cancel: { ...cancel, failures } };
+        return { now: at, cancel: next.cancel, outcome: settle(next, at, settleParams) };
+      },
+    ),
+
+    settleCancelWindowClosed: assign(({ context }) => {
+      const now = Math.max(context.now, context.cancelWindowEndsAt);
+      const params: SettleParams = {
+        status: 'attention',
+        attentionReason: 'cancel-window-closed',
+        decidedBy: {
+          source: 'lifecycle',
+          level: 'lifecycle',
+          code: context.cancel?.lastCode ?? 'CANCEL_WINDOW_CLOSED',
+        },
+      };
+      return { now, outcome: settle({ ...context, now }, now, params) };
+    }),
+  },
+}).createMachine({
+  id: 'paymentLifecycle',
+  context: ({ input }) => {
+    const resolved = resolveLifecycleInput(input);
+    const context: LifecycleContext = {
+      paymentRequestId: resolved.paymentRequestId,
+      createdAt: resolved.createdAt,
+      expiresAt: resolved.expiresAt,
+      cancelWindowEndsAt: resolved.cancelWindowEndsAt,
+      policy: resolved.policy,
+      now: resolved.createdAt,
+      nextInquiryAt: Math.min(
+        resolved.createdAt + scheduleAt(resolved.policy.inquiryScheduleMs, 0),
+        resolved.expiresAt,
+      ),
+      inquiries: 0,
+      details: resolved.paymentId ? { paymentId: resolved.paymentId } : {},
+      lateNotifications: [],
+    };
+    if (resolved.amount) context.amount = resolved.amount;
+    return context;
+  },
+  initial: 'awaitingResult',
+  output: ({ context }) => context.outcome as LifecycleOutcome,
+  states: {
+    awaitingResult: {
+      initial: 'pending',
+      on: {
+        NOTIFIED: notificationTransitions(),
+        CLOSE: {
+          target: 'cancelling',
+          actions: { type: 'startCancel', params: { reason: 'closed-by-merchant' } },
+        },
+      },
+      states: {
+        pending: {
+          after: { untilNextInquiry: { target: 'inquiring', actions: 'sendInquiry' } },
+          on: { RESUME: { target: 'pending', reenter: true, actions: 'observeTime' } },
+        },
+        inquiring: {
+          invoke: {
+            src: 'inquiryPayment',
+            input: ({ context }) => ({
+              paymentRequestId: context.paymentRequestId,
+              ref: inquiryRef(context),
+              attempt: context.inquiries,
+            }),
+            onDone: inquiryTransitions('polling'),
+            onError: inquiryTransitions('polling'),
+          },
+          // The invoked call is re-run by the restore itself; RESUME only catches the clock up.
+          on: { RESUME: { actions: 'observeTime' } },
+        },
+      },
+    },
+    awaitingNotification: {
+      initial: 'waiting',
+      on: {
+        NOTIFIED: notificationTransitions(),
+        CLOSE: {
+          target: 'cancelling',
+          actions: { type: 'startCancel', params: { reason: 'closed-by-merchant' } },
+        },
+      },
+      states: {
+        waiting: {
+          after: { untilExpiry: { target: 'lastLook', actions: 'sendLastLook' } },
+          on: { RESUME: { target: 'waiting', reenter: true, actions: 'observeTime' } },
+        },
+        lastLook: {
+          invoke: {
+            src: 'inquiryPayment',
+            input: ({ context }) => ({
+              paymentRequestId: context.paymentRequestId,
+              ref: inquiryRef(context),
+              attempt: context.inquiries,
+            }),
+            onDone: inquiryTransitions('last-look'),
+            onError: inquiryTransitions('last-look'),
+          },
+          on: { RESUME: { actions: 'observeTime' } },
+        },
+      },
+    },
+    cancelling: {
+      initial: 'requesting',
+      on: {
+        // Once a cancel is on its way the only possible outcome is cancelled: record, change nothing.
+        NOTIFIED: { actions: 'recordLateNotification' },
+      },
+      states: {
+        requesting: {
+          entry: 'countCancelAttempt',
+          invoke: {
+            src: 'cancelPayment',
+            input: ({ context }) => ({
+              paymentRequestId: context.paymentRequestId,
+              ref: { paymentRequestId: context.paymentRequestId },
+              attempt: context.cancel?.attempts ?? 1,
+            }),
+            onDone: cancelTransitions(),
+            onError: cancelTransitions(),
+          },
+          on: { RESUME: { actions: 'observeTime' } },
+        },
+        retryWait: {
+          after: {
+            untilCancelRetry: {
+              guard: 'isCancelRetryBeforeWindowEnds',
+              target: 'requesting',
+              actions: 'observeTime',
+            },
+            untilCancelWindowEnds: {
+              target: '#paymentLifecycle.attention',
+              actions: 'settleCancelWindowClosed',
+            },
+          },
+          on: { RESUME: { target: 'retryWait', reenter: true, actions: 'observeTime' } },
+        },
+      },
+    },
+    succeeded: { type: 'final', output: ({ context }) => context.outcome },
+    failed: { type: 'final', output: ({ context }) => context.outcome },
+    closed: { type: 'final', output: ({ context }) => context.outcome },
+    cancelled: { type: 'final', output: ({ context }) => context.outcome },
+    attention: { type: 'final', output: ({ context }) => context.outcome },
+  },
+});
+
+/** NOTIFIED while the result is open: a mismatch asks for a person; S, closed and failed are final. */
+function notificationTransitions() {
+  return [
+    {
+      guard: 'isAmountMismatch',
+      target: '#paymentLifecycle.attention',
+      actions: ['recordNotification', { type: 'settleByNotification', params: { status: 'attention' } }],
+    },
+    {
+      guard: 'isNotifiedPaid',
+      target: '#paymentLifecycle.succeeded',
+      actions: ['recordNotification', { type: 'settleByNotification', params: { status: 'succeeded' } }],
+    },
+    {
+      guard: 'isNotifiedClosed',
+      target: '#paymentLifecycle.closed',
+      actions: ['recordNotification', { type: 'settleByNotification', params: { status: 'closed' } }],
+    },
+    {
+      guard: 'isNotifiedFailed',
+      target: '#paymentLifecycle.failed',
+      actions: ['recordNotification', { type: 'settleByNotification', params: { status: 'failed' } }],
+    },
+  ] as const;
+}
+
+/**
+ * The guarded transitions of an inquiry answer, built from the decision table: final rows settle;
+ * "again or cancel" rows cancel once the last look at expiry was made or the inquiries are spent,
+ * wait for the notification if the policy says so, and otherwise schedule the next inquiry.
+ * After the last look of `awaitingNotification`, every non-final row cancels.
+ */
+function inquiryTransitions(mode: 'polling' | 'last-look') {
+  const cancel = (reason: CancelReason) =>
+    ['recordAnswer', { type: 'startCancel', params: { reason } }] as const;
+  return INQUIRY_DECISION_TABLE.flatMap((row): unknown[] => {
+    if (row.target !== 'again-or-cancel') {
+      return [
+        {
+          guard: row.guard,
+          target: `#paymentLifecycle.${row.target}`,
+          actions: ['recordAnswer', 'settleByInquiry'],
+        },
+      ];
+    }
+    if (mode === 'last-look') {
+      return [{ guard: row.guard, target: '#paymentLifecycle.cancelling', actions: cancel('expired') }];
+    }
+    return [
+      {
+        guard: and([row.guard, 'isLastLookDone']),
+        target: '#paymentLifecycle.cancelling',
+        actions: cancel('expired'),
+      },
+      {
+        guard: and([row.guard, 'isInquiryBudgetSpent']),
+        target: '#paymentLifecycle.cancelling',
+        actions: cancel('max-inquiries'),
+      },
+      {
+        guard: and([row.guard, 'shouldAwaitNotification']),
+        target: '#paymentLifecycle.awaitingNotification',
+        actions: 'recordAnswer',
+      },
+      { guard: row.guard, target: 'pending', actions: ['recordAnswer', 'scheduleNextInquiry'] },
+    ];
+  }) as never;
+}
+
+/** The guarded transitions of a cancel answer. */
+function cancelTransitions() {
+  return [
+    {
+      guard: 'isCancelled',
+      target: '#paymentLifecycle.cancelled',
+      actions: { type: 'settleByCancel', params: { status: 'cancelled' } },
+    },
+    {
+      guard: 'isCancelWindowExceeded',
+      target: '#paymentLifecycle.attention',
+      actions: {
+        type: 'settleByCancel',
+        params: { status: 'attention', attentionReason: 'refund-required' },
+      },
+    },
+    {
+      guard: 'isCancelRefusedTooOften',
+      target: '#paymentLifecycle.attention',
+      actions: { type: 'settleByCancel', params: { status: 'attention', attentionReason: 'cancel-refused' } },
+    },
+    { guard: 'isCancelRefused', target: 'retryWait', actions: 'scheduleCancelRetry' },
+    // U or no result: the same cancel again, until the window ends.
+    { target: 'retryWait', actions: 'scheduleCancelRetry' },
+  ] as const as never;
+}
+
+export type PaymentLifecycleMachine = typeof paymentLifecycleMachine;

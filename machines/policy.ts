@@ -1,0 +1,100 @@
+import { z } from 'zod';
+import { Amount, Id } from '../src/protocol/common.js';
+import { parseOrThrow } from '../src/validate.js';
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+/** Alipay+ measures the cancel window in UTC+8. */
+const UTC_PLUS_8 = 8 * HOUR;
+
+const positiveMs = z.number().int().positive();
+
+/** How a lifecycle polls, waits and cancels. Every knob has a default; see docs/configuration.md. */
+export const LifecyclePolicy = z
+  .object({
+    /** Wait before each inquiry, in ms: the first from creation, then from the previous answer. The last value repeats. */
+    inquiryScheduleMs: z.array(positiveMs).min(1).default([2_000, 2_000, 3_000, 3_000, 5_000, 5_000, 10_000]),
+    /** Inquiries after which the lifecycle stops asking and cancels, even before expiry. */
+    maxInquiries: z.number().int().positive().default(60),
+    /** Stop polling after this many inquiries and wait for the notification until expiry (then one last look). */
+    awaitNotificationAfter: z.number().int().positive().optional(),
+    /** An answer of REQUEST_TRAFFIC_EXCEED_LIMIT multiplies the next wait by this. */
+    trafficLimitMultiplier: z.number().min(1).default(3),
+    /** Wait before each cancel retry, in ms. The last value repeats. */
+    cancelRetryScheduleMs: z
+      .array(positiveMs)
+      .min(1)
+      .default([1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 300_000]),
+    /** F answers to a cancel (other than CANCEL_WINDOW_EXCEED) before the lifecycle asks for a person. */
+    maxCancelFailures: z.number().int().positive().default(3),
+    /** Expiry when the payment gives none: the user-presented default of 1 minute. */
+    defaultExpiryMs: positiveMs.default(MINUTE),
+  })
+  .strict();
+
+export type LifecyclePolicyInput = z.input<typeof LifecyclePolicy>;
+export type ResolvedPolicy = z.output<typeof LifecyclePolicy>;
+
+/** What starts a lifecycle. Times are epoch ms. */
+export const LifecycleInput = z
+  .object({
+    paymentRequestId: Id,
+    paymentId: Id.optional(),
+    amount: Amount.optional(),
+    createdAt: z.number().int().nonnegative(),
+    expiresAt: z.number().int().nonnegative().optional(),
+    /** The end of the cancel window; by default 00:15 UTC+8 on the day after `createdAt`. */
+    cancelWindowEndsAt: z.number().int().nonnegative().optional(),
+    policy: LifecyclePolicy.prefault({}),
+  })
+  .strict()
+  .refine((input) => input.expiresAt === undefined || input.expiresAt > input.createdAt, {
+    message: 'expiresAt must be after createdAt',
+    path: ['expiresAt'],
+  })
+  .refine((input) => input.cancelWindowEndsAt === undefined || input.cancelWindowEndsAt > input.createdAt, {
+    message: 'cancelWindowEndsAt must be after createdAt',
+    path: ['cancelWindowEndsAt'],
+  });
+
+export type LifecycleInput = z.input<typeof LifecycleInput>;
+
+export interface ResolvedLifecycleInput {
+  paymentRequestId: string;
+  paymentId?: string;
+  amount?: { currency: string; value: string };
+  createdAt: number;
+  expiresAt: number;
+  cancelWindowEndsAt: number;
+  policy: ResolvedPolicy;
+}
+
+/** 00:15 (UTC+8) of the day after `createdAt`: the last moment Alipay+ accepts a cancel. */
+export function defaultCancelWindowEnd(createdAt: number): number {
+  const localDayStart = Math.floor((createdAt + UTC_PLUS_8) / DAY) * DAY;
+  return localDayStart + DAY + 15 * MINUTE - UTC_PLUS_8;
+}
+
+/**
+ * Validates and defaults a lifecycle's input.
+ * @throws ValidationError `INVALID_INPUT` naming each bad field.
+ */
+export function resolveLifecycleInput(input: LifecycleInput): ResolvedLifecycleInput {
+  const parsed = parseOrThrow(LifecycleInput, input, 'lifecycle input');
+  const resolved: ResolvedLifecycleInput = {
+    paymentRequestId: parsed.paymentRequestId,
+    createdAt: parsed.createdAt,
+    expiresAt: parsed.expiresAt ?? parsed.createdAt + parsed.policy.defaultExpiryMs,
+    cancelWindowEndsAt: parsed.cancelWindowEndsAt ?? defaultCancelWindowEnd(parsed.createdAt),
+    policy: parsed.policy,
+  };
+  if (parsed.paymentId !== undefined) resolved.paymentId = parsed.paymentId;
+  if (parsed.amount) resolved.amount = { currency: parsed.amount.currency, value: parsed.amount.value };
+  return resolved;
+}
+
+/** The n-th entry of a schedule (0-based), the last one repeating. */
+export function scheduleAt(schedule: readonly number[], index: number): number {
+  return schedule[Math.min(Math.max(index, 0), schedule.length - 1)] as number;
+}

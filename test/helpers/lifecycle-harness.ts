@@ -1,0 +1,292 @@
+import { type Actor, createActor, fromPromise, SimulatedClock, type Snapshot } from 'xstate';
+import {
+  type CallInput,
+  type CallResult,
+  type LifecycleInput,
+  type LifecycleOutcome,
+  paymentLifecycleMachine,
+} from '../../machines/index.js';
+import type { CancelOutcome, InquiryOutcome, NotifyPaymentRequest } from '../../src/index.js';
+
+export const T0 = Date.UTC(2026, 0, 15, 3, 0, 0); // 11:00 UTC+8
+
+/** A call the machine made, answered by the test when it chooses. */
+export interface PendingCall<T> {
+  kind: 'inquiry' | 'cancel';
+  input: CallInput;
+  sentAt: number;
+  aborted: boolean;
+  settledAt?: number;
+  resolve(outcome: T): void;
+}
+
+/**
+ * Runs the real lifecycle machine on a SimulatedClock with scripted call actors. Calls stay pending
+ * until the test answers them, so every interleaving of answers, notifications and time can be
+ * driven on purpose.
+ */
+export class LifecycleHarness {
+  readonly clock = new SimulatedClock();
+  readonly calls: PendingCall<InquiryOutcome | CancelOutcome>[] = [];
+  actor: Actor<typeof paymentLifecycleMachine>;
+  /** When set, a new inquiry is answered at once with what this returns (undefined: leave pending). */
+  autoInquiry: ((call: PendingCall<InquiryOutcome>) => InquiryOutcome | undefined) | undefined;
+  autoCancel: ((call: PendingCall<CancelOutcome>) => CancelOutcome | undefined) | undefined;
+
+  constructor(
+    readonly input: LifecycleInput,
+    snapshot?: Snapshot<unknown>,
+    startAt = input.createdAt,
+  ) {
+    this.clock.set(startAt);
+    this.actor = this.create(snapshot);
+    this.actor.start();
+  }
+
+  private create(snapshot?: Snapshot<unknown>) {
+    const call = <T>(kind: 'inquiry' | 'cancel') =>
+      fromPromise<CallResult<T>, CallInput>(
+        ({ input, signal }) =>
+          new Promise<CallResult<T>>((resolve) => {
+            const pending: PendingCall<T> = {
+              kind,
+              input,
+              sentAt: this.clock.now(),
+              aborted: false,
+              resolve: (outcome) => {
+                pending.settledAt = this.clock.now();
+                resolve({ outcome, at: this.clock.now() });
+              },
+            };
+            signal.addEventListener('abort', () => {
+              pending.aborted = true;
+            });
+            this.calls.push(pending as PendingCall<InquiryOutcome | CancelOutcome>);
+            const auto =
+              kind === 'inquiry'
+                ? this.autoInquiry?.(pending as unknown as PendingCall<InquiryOutcome>)
+                : this.autoCancel?.(pending as unknown as PendingCall<CancelOutcome>);
+            if (auto) pending.resolve(auto as T);
+          }),
+      );
+    const machine = paymentLifecycleMachine.provide({
+      actors: {
+        inquiryPayment: call<InquiryOutcome>('inquiry'),
+        cancelPayment: call<CancelOutcome>('cancel'),
+      },
+    });
+    return snapshot
+      ? createActor(machine, { clock: this.clock, snapshot, input: this.input })
+      : createActor(machine, { clock: this.clock, input: this.input });
+  }
+
+  /** Lets promise callbacks and the events they send run to completion. */
+  async flush(): Promise<void> {
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+  }
+
+  now(): number {
+    return this.clock.now();
+  }
+
+  /** Moves simulated time forward, firing due timers one at a time and letting their effects settle. */
+  async advance(ms: number): Promise<void> {
+    const target = this.clock.now() + ms;
+    // Step timer by timer so that timers armed by a transition are seen at their own time.
+    for (let guard = 0; guard < 10_000; guard++) {
+      const next = this.nextTimerAt();
+      if (next === undefined || next > target) break;
+      this.clock.set(Math.max(this.clock.now(), next));
+      await this.flush();
+    }
+    this.clock.set(target);
+    await this.flush();
+  }
+
+  async advanceTo(at: number): Promise<void> {
+    await this.advance(Math.max(0, at - this.clock.now()));
+  }
+
+  /** Runs timers until the machine is waiting on a call or is final (or `limitMs` of simulated time passed). */
+  async runUntilCallOrFinal(limitMs = 7 * 24 * 3600_000): Promise<void> {
+    const end = this.clock.now() + limitMs;
+    for (let guard = 0; guard < 100_000; guard++) {
+      await this.flush();
+      if (this.isFinal() || this.pending()) return;
+      const next = this.nextTimerAt();
+      if (next === undefined || next > end) return;
+      this.clock.set(Math.max(this.clock.now(), next));
+    }
+  }
+
+  private nextTimerAt(): number | undefined {
+    // SimulatedClock keeps its timeouts private; read them for stepping.
+    const timeouts = (this.clock as unknown as { timeouts: Map<number, { start: number; timeout: number }> })
+      .timeouts;
+    let next: number | undefined;
+    for (const { start, timeout } of timeouts.values()) {
+      const at = start + timeout;
+      if (next === undefined || at < next) next = at;
+    }
+    return next;
+  }
+
+  /** The call waiting for an answer, if any (the latest one not yet settled and not aborted). */
+  pending(): PendingCall<InquiryOutcome | CancelOutcome> | undefined {
+    return this.calls.findLast((c) => c.settledAt === undefined && !c.aborted);
+  }
+
+  async answer(outcome: InquiryOutcome | CancelOutcome): Promise<void> {
+    const call = this.pending();
+    if (!call) throw new Error(`no call is pending in state ${this.state()}`);
+    call.resolve(outcome);
+    await this.flush();
+  }
+
+  async send(event: Parameters<typeof this.actor.send>[0]): Promise<void> {
+    this.actor.send(event);
+    await this.flush();
+  }
+
+  async notify(notification: NotifyPaymentRequest): Promise<void> {
+    await this.send({ type: 'NOTIFIED', notification, at: this.clock.now() });
+  }
+
+  async close(): Promise<void> {
+    await this.send({ type: 'CLOSE', at: this.clock.now() });
+  }
+
+  state(): string {
+    return stateString(this.actor.getSnapshot().value);
+  }
+
+  isFinal(): boolean {
+    return this.actor.getSnapshot().status === 'done';
+  }
+
+  outcome(): LifecycleOutcome | undefined {
+    return this.actor.getSnapshot().output;
+  }
+
+  context() {
+    return this.actor.getSnapshot().context;
+  }
+
+  inquiries(): PendingCall<InquiryOutcome | CancelOutcome>[] {
+    return this.calls.filter((c) => c.kind === 'inquiry');
+  }
+
+  cancels(): PendingCall<InquiryOutcome | CancelOutcome>[] {
+    return this.calls.filter((c) => c.kind === 'cancel');
+  }
+
+  /** Persists the actor as JSON text, as a store would. */
+  persist(): string {
+    return JSON.stringify(this.actor.getPersistedSnapshot());
+  }
+
+  /** Stops this actor (a crash) and restores a new one from `json` at time `at`, then sends RESUME. */
+  static async restore(
+    input: LifecycleInput,
+    json: string,
+    at: number,
+    resume = true,
+  ): Promise<LifecycleHarness> {
+    const restored = new LifecycleHarness(input, JSON.parse(json) as Snapshot<unknown>, at);
+    await restored.flush();
+    if (resume) await restored.send({ type: 'RESUME', at });
+    return restored;
+  }
+
+  stop(): void {
+    this.actor.stop();
+  }
+}
+
+export function stateString(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const [key, child] = Object.entries(value as Record<string, unknown>)[0] ?? ['?', ''];
+  return `${key}.${stateString(child)}`;
+}
+
+// Scripted answers, as the client would resolve them.
+const ok = { resultCode: 'SUCCESS', resultStatus: 'S' as const, resultMessage: 'success' };
+const meta = { kind: 'answer' as const, raw: '{}', responseTime: '2026-01-15T11:00:00+08:00' };
+
+export const answers = {
+  paid: (extra: Record<string, unknown> = {}): InquiryOutcome => ({
+    ...meta,
+    result: ok,
+    paymentResult: ok,
+    paymentId: 'PAY-1',
+    paymentAmount: { currency: 'JPY', value: '100' },
+    ...extra,
+  }),
+  closed: (): InquiryOutcome => ({
+    ...meta,
+    result: ok,
+    paymentResult: { resultCode: 'ORDER_IS_CLOSED', resultStatus: 'F', resultMessage: 'closed' },
+  }),
+  paymentFailed: (code = 'USER_BALANCE_NOT_ENOUGH'): InquiryOutcome => ({
+    ...meta,
+    result: ok,
+    paymentResult: { resultCode: code, resultStatus: 'F' },
+  }),
+  processing: (): InquiryOutcome => ({
+    ...meta,
+    result: ok,
+    paymentResult: { resultCode: 'PAYMENT_IN_PROCESS', resultStatus: 'U' },
+  }),
+  orderNotExist: (): InquiryOutcome => ({
+    ...meta,
+    result: { resultCode: 'ORDER_NOT_EXIST', resultStatus: 'F' },
+  }),
+  callFailed: (code = 'SOME_NEW_FAILURE'): InquiryOutcome => ({
+    ...meta,
+    result: { resultCode: code, resultStatus: 'F' },
+  }),
+  unknown: (code = 'UNKNOWN_EXCEPTION'): InquiryOutcome => ({
+    ...meta,
+    result: { resultCode: code, resultStatus: 'U' },
+  }),
+  noResult: (reason: 'timeout' | 'network' | 'bad-signature' = 'timeout'): InquiryOutcome => ({
+    kind: 'no-result',
+    reason,
+    detail: 'scripted',
+  }),
+  cancelOk: (): CancelOutcome => ({ ...meta, result: ok, acquirerId: 'ACQ', pspId: 'PSP' }),
+  cancelU: (code = 'UNKNOWN_EXCEPTION'): CancelOutcome => ({
+    ...meta,
+    result: { resultCode: code, resultStatus: 'U' },
+  }),
+  cancelF: (code = 'PROCESS_FAIL'): CancelOutcome => ({
+    ...meta,
+    result: { resultCode: code, resultStatus: 'F' },
+  }),
+  cancelNoResult: (): CancelOutcome => ({ kind: 'no-result', reason: 'timeout', detail: 'scripted' }),
+};
+
+export const notifications = {
+  paid: (extra: Partial<NotifyPaymentRequest> = {}): NotifyPaymentRequest => ({
+    paymentRequestId: 'REQ-1',
+    paymentId: 'PAY-1',
+    paymentResult: ok,
+    paymentAmount: { currency: 'JPY', value: '100' },
+    ...extra,
+  }),
+  closed: (): NotifyPaymentRequest => ({
+    paymentRequestId: 'REQ-1',
+    paymentResult: { resultCode: 'ORDER_IS_CLOSED', resultStatus: 'F' },
+  }),
+  failed: (code = 'RISK_REJECT'): NotifyPaymentRequest => ({
+    paymentRequestId: 'REQ-1',
+    paymentResult: { resultCode: code, resultStatus: 'F' },
+  }),
+};
+
+export const baseInput = (extra: Partial<LifecycleInput> = {}): LifecycleInput => ({
+  paymentRequestId: 'REQ-1',
+  amount: { currency: 'JPY', value: '100' },
+  createdAt: T0,
+  ...extra,
+});
