@@ -1,4 +1,4 @@
-import { and, assign, fromPromise, setup } from 'xstate';
+import { assign, fromPromise, setup } from 'xstate';
 import type { CancelOutcome, InquiryOutcome } from '../src/client/answers.js';
 import type { PaymentRef } from '../src/protocol/common.js';
 import type { NotifyPaymentRequest } from '../src/protocol/notify-payment.js';
@@ -9,6 +9,9 @@ import {
   type InquiryRowId,
   isTrafficLimited,
 } from './decision-table.js';
+
+const TRAFFIC_LIMITED = 'REQUEST_TRAFFIC_EXCEED_LIMIT';
+
 import type {
   AttentionReason,
   CancelReason,
@@ -345,9 +348,10 @@ export const paymentLifecycleMachine = setup({
     }),
 
     /** Next inquiry: the schedule's interval from this answer, clamped to expiry so that a last look happens then. */
-    scheduleNextInquiry: assign(({ context, event }) => {
+    scheduleNextInquiry: assign(({ context }) => {
       const base = scheduleAt(context.policy.inquiryScheduleMs, context.inquiries);
-      const wait = isTrafficLimited(inquiryOf(event)) ? base * context.policy.trafficLimitMultiplier : base;
+      const limited = context.lastAnswer?.code === TRAFFIC_LIMITED;
+      const wait = limited ? base * context.policy.trafficLimitMultiplier : base;
       return { nextInquiryAt: Math.max(context.now, Math.min(context.now + wait, context.expiresAt)) };
     }),
 
@@ -513,10 +517,28 @@ export const paymentLifecycleMachine = setup({
               attempt: context.inquiries,
             }),
             onDone: inquiryTransitions('polling'),
-            onError: inquiryTransitions('polling'),
+            // The call actor itself failed (it should not: the client never throws): "no result received".
+            onError: { target: 'deciding', actions: 'recordAnswer' },
           },
           // The invoked call is re-run by the restore itself; RESUME only catches the clock up.
           on: { RESUME: { actions: 'observeTime' } },
+        },
+        /** A non-final answer was recorded: cancel, wait for the notification, or inquire again. */
+        deciding: {
+          always: [
+            {
+              guard: 'isLastLookDone',
+              target: '#paymentLifecycle.cancelling',
+              actions: { type: 'startCancel', params: { reason: 'expired' } },
+            },
+            {
+              guard: 'isInquiryBudgetSpent',
+              target: '#paymentLifecycle.cancelling',
+              actions: { type: 'startCancel', params: { reason: 'max-inquiries' } },
+            },
+            { guard: 'shouldAwaitNotification', target: '#paymentLifecycle.awaitingNotification' },
+            { target: 'pending', actions: 'scheduleNextInquiry' },
+          ],
         },
       },
     },
@@ -543,7 +565,10 @@ export const paymentLifecycleMachine = setup({
               attempt: context.inquiries,
             }),
             onDone: inquiryTransitions('last-look'),
-            onError: inquiryTransitions('last-look'),
+            onError: {
+              target: '#paymentLifecycle.cancelling',
+              actions: ['recordAnswer', { type: 'startCancel', params: { reason: 'expired' } }],
+            },
           },
           on: { RESUME: { actions: 'observeTime' } },
         },
@@ -566,7 +591,7 @@ export const paymentLifecycleMachine = setup({
               attempt: context.cancel?.attempts ?? 1,
             }),
             onDone: cancelTransitions(),
-            onError: cancelTransitions(),
+            onError: { target: 'retryWait', actions: 'scheduleCancelRetry' },
           },
           on: { RESUME: { actions: 'observeTime' } },
         },
@@ -621,45 +646,26 @@ function notificationTransitions() {
 }
 
 /**
- * The guarded transitions of an inquiry answer, built from the decision table: final rows settle;
- * "again or cancel" rows cancel once the last look at expiry was made or the inquiries are spent,
- * wait for the notification if the policy says so, and otherwise schedule the next inquiry.
- * After the last look of `awaitingNotification`, every non-final row cancels.
+ * The guarded transitions of an inquiry answer, one per row of the decision table: final rows
+ * settle; "again or cancel" rows go on to `deciding` (or, after the last look of
+ * `awaitingNotification`, straight to cancelling).
  */
 function inquiryTransitions(mode: 'polling' | 'last-look') {
-  const cancel = (reason: CancelReason) =>
-    ['recordAnswer', { type: 'startCancel', params: { reason } }] as const;
-  return INQUIRY_DECISION_TABLE.flatMap((row): unknown[] => {
+  return INQUIRY_DECISION_TABLE.map((row) => {
     if (row.target !== 'again-or-cancel') {
-      return [
-        {
+      return {
+        guard: row.guard,
+        target: `#paymentLifecycle.${row.target}`,
+        actions: ['recordAnswer', 'settleByInquiry'],
+      };
+    }
+    return mode === 'last-look'
+      ? {
           guard: row.guard,
-          target: `#paymentLifecycle.${row.target}`,
-          actions: ['recordAnswer', 'settleByInquiry'],
-        },
-      ];
-    }
-    if (mode === 'last-look') {
-      return [{ guard: row.guard, target: '#paymentLifecycle.cancelling', actions: cancel('expired') }];
-    }
-    return [
-      {
-        guard: and([row.guard, 'isLastLookDone']),
-        target: '#paymentLifecycle.cancelling',
-        actions: cancel('expired'),
-      },
-      {
-        guard: and([row.guard, 'isInquiryBudgetSpent']),
-        target: '#paymentLifecycle.cancelling',
-        actions: cancel('max-inquiries'),
-      },
-      {
-        guard: and([row.guard, 'shouldAwaitNotification']),
-        target: '#paymentLifecycle.awaitingNotification',
-        actions: 'recordAnswer',
-      },
-      { guard: row.guard, target: 'pending', actions: ['recordAnswer', 'scheduleNextInquiry'] },
-    ];
+          target: '#paymentLifecycle.cancelling',
+          actions: ['recordAnswer', { type: 'startCancel', params: { reason: 'expired' } }],
+        }
+      : { guard: row.guard, target: 'deciding', actions: 'recordAnswer' };
   }) as never;
 }
 

@@ -1,3 +1,5 @@
+export * from '../machines/index.js';
 export * from './client/index.js';
+export { lifecycleJson, lifecycleMermaid } from './diagram.js';
 export * from './errors.js';
 export * from './protocol/index.js';

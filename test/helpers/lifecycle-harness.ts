@@ -6,7 +6,7 @@ import {
   type LifecycleOutcome,
   paymentLifecycleMachine,
 } from '../../machines/index.js';
-import type { CancelOutcome, InquiryOutcome, NotifyPaymentRequest } from '../../src/index.js';
+import type { CancelOutcome, InquiryAnswer, InquiryOutcome, NotifyPaymentRequest } from '../../src/index.js';
 
 export const T0 = Date.UTC(2026, 0, 15, 3, 0, 0); // 11:00 UTC+8
 
@@ -214,7 +214,7 @@ const ok = { resultCode: 'SUCCESS', resultStatus: 'S' as const, resultMessage: '
 const meta = { kind: 'answer' as const, raw: '{}', responseTime: '2026-01-15T11:00:00+08:00' };
 
 export const answers = {
-  paid: (extra: Record<string, unknown> = {}): InquiryOutcome => ({
+  paid: (extra: Record<string, unknown> = {}): InquiryAnswer => ({
     ...meta,
     result: ok,
     paymentResult: ok,
@@ -222,30 +222,30 @@ export const answers = {
     paymentAmount: { currency: 'JPY', value: '100' },
     ...extra,
   }),
-  closed: (): InquiryOutcome => ({
+  closed: (): InquiryAnswer => ({
     ...meta,
     result: ok,
     paymentResult: { resultCode: 'ORDER_IS_CLOSED', resultStatus: 'F', resultMessage: 'closed' },
   }),
-  paymentFailed: (code = 'USER_BALANCE_NOT_ENOUGH'): InquiryOutcome => ({
+  paymentFailed: (code = 'USER_BALANCE_NOT_ENOUGH'): InquiryAnswer => ({
     ...meta,
     result: ok,
     paymentResult: { resultCode: code, resultStatus: 'F' },
   }),
-  processing: (): InquiryOutcome => ({
+  processing: (): InquiryAnswer => ({
     ...meta,
     result: ok,
     paymentResult: { resultCode: 'PAYMENT_IN_PROCESS', resultStatus: 'U' },
   }),
-  orderNotExist: (): InquiryOutcome => ({
+  orderNotExist: (): InquiryAnswer => ({
     ...meta,
     result: { resultCode: 'ORDER_NOT_EXIST', resultStatus: 'F' },
   }),
-  callFailed: (code = 'SOME_NEW_FAILURE'): InquiryOutcome => ({
+  callFailed: (code = 'SOME_NEW_FAILURE'): InquiryAnswer => ({
     ...meta,
     result: { resultCode: code, resultStatus: 'F' },
   }),
-  unknown: (code = 'UNKNOWN_EXCEPTION'): InquiryOutcome => ({
+  unknown: (code = 'UNKNOWN_EXCEPTION'): InquiryAnswer => ({
     ...meta,
     result: { resultCode: code, resultStatus: 'U' },
   }),

@@ -1,0 +1,43 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { lifecycleJson, lifecycleMermaid } from '../src/diagram.js';
+import { resultTableMarkdown } from '../src/result-table-doc.js';
+
+const committed = (path: string) => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8');
+
+describe('generated docs are up to date (run `npm run diagram` after changing the machine)', () => {
+  it.each([
+    ['docs/lifecycle.mmd', lifecycleMermaid],
+    ['docs/lifecycle.json', lifecycleJson],
+    ['docs/result-table.md', resultTableMarkdown],
+  ])('%s', (path, generate) => {
+    expect(committed(path)).toBe(generate());
+  });
+
+  it('the diagram shows every state and every guard of the decision table', () => {
+    const mermaid = lifecycleMermaid();
+    for (const state of [
+      'pending',
+      'inquiring',
+      'deciding',
+      'waiting',
+      'lastLook',
+      'requesting',
+      'retryWait',
+    ]) {
+      expect(mermaid).toContain(`${state} -->`);
+    }
+    for (const final of ['succeeded', 'failed', 'closed', 'cancelled', 'attention']) {
+      expect(mermaid).toContain(`${final} --> [*]`);
+    }
+    for (const guard of [
+      'isPaid',
+      'isOrderClosed',
+      'isPaymentFailed',
+      'isStillProcessing',
+      'isOrderNotYetKnown',
+    ]) {
+      expect(mermaid).toContain(`[${guard}]`);
+    }
+  });
+});
