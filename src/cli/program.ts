@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { type CliIo, EXIT, processIo } from './io.js';
 import { signatureCommand } from './signature-command.js';
+import { simulatorCommand } from './simulator-command.js';
 
 /** Builds the `alipayplus-lifecycle` program. Every command writes through `io` and reports its exit code. */
 export function createProgram(io: CliIo, setExit: (code: number) => void): Command {
@@ -11,6 +12,7 @@ export function createProgram(io: CliIo, setExit: (code: number) => void): Comma
     .showHelpAfterError();
 
   program.addCommand(signatureCommand(io, setExit));
+  program.addCommand(simulatorCommand(io, setExit));
 
   program
     .command('demo')

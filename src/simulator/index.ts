@@ -1,0 +1,22 @@
+export type { DeliveryRecord, DeliveryResult } from './notifier.js';
+export { DEFAULT_NOTIFY_RETRY_MS } from './notifier.js';
+export type { OrderTruth, TruthStatus } from './order-book.js';
+export {
+  FAULT_KINDS,
+  type FaultKind,
+  FaultSpec,
+  type FaultSpecInput,
+  MIXES,
+  type MixName,
+  mixLabels,
+  Scenario,
+  type ScenarioInput,
+} from './scenario.js';
+export {
+  type CallRecord,
+  type CreateOrderInput,
+  createSimulator,
+  type Simulator,
+  type SimulatorAdmin,
+  type SimulatorOptions,
+} from './simulator.js';

@@ -1,0 +1,665 @@
+import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { z } from 'zod';
+import { API_PATHS } from '../client/alipayplus-client.js';
+import { type KeyInput, loadPrivateKey, loadPublicKey } from '../client/keys.js';
+import {
+  buildSignatureHeader,
+  buildSignContent,
+  parseSignatureHeader,
+  signContentAsync,
+  verifyContent,
+} from '../client/signature.js';
+import { Amount, Id } from '../protocol/common.js';
+import type { NotifyPaymentRequest } from '../protocol/notify-payment.js';
+import { parseOrThrow } from '../validate.js';
+import { DEFAULT_NOTIFY_RETRY_MS, type DeliveryRecord, Notifier } from './notifier.js';
+import {
+  applyCancel,
+  decisionAt,
+  inquiryViewAt,
+  newOrder,
+  type OrderTruth,
+  type SimOrder,
+  truthAt,
+} from './order-book.js';
+import { streamFor } from './random.js';
+import {
+  drawScenario,
+  FAULT_KINDS,
+  type FaultKind,
+  FaultSpec,
+  type FaultSpecInput,
+  MIXES,
+  type MixName,
+  Scenario,
+  type ScenarioInput,
+} from './scenario.js';
+
+const keyInput = z.custom<KeyInput>(
+  (v) => typeof v === 'string' || Buffer.isBuffer(v) || typeof v === 'object',
+);
+
+const SimulatorOptions = z
+  .object({
+    port: z.number().int().min(0).max(65_535).default(0),
+    host: z.string().default('127.0.0.1'),
+    /** The ACQP's Client-Id: requests must carry it. */
+    clientId: Id,
+    /** The ACQP's public key, to verify requests and notification acks. */
+    acqpPublicKey: keyInput,
+    /** The simulator's own (Alipay+) signing key; generated when absent. */
+    privateKey: keyInput.optional(),
+    /** The simulated clock, epoch ms. Default: real time, sped up by `timeFactor`. */
+    now: z.custom<() => number>((v) => typeof v === 'function').optional(),
+    /** Simulated ms per real ms when `now` is not given: 60 makes a 1-minute expiry pass in a second. */
+    timeFactor: z.number().positive().default(1),
+    /** Scenarios per paymentRequestId; others are drawn from `mix`, or the default scenario. */
+    scenarios: z.record(z.string(), Scenario).default({}),
+    mix: z.enum(Object.keys(MIXES) as [MixName, ...MixName[]]).optional(),
+    /** Faults for every call (a scenario's own faults replace them). */
+    faults: FaultSpec.optional(),
+    /** Shorthand: this probability of a fault per call, spread evenly over the fault kinds. */
+    faultRate: z.number().min(0).max(1).optional(),
+    seed: z.number().int().default(1),
+    /** The expiry of an order whose pay request names none. */
+    defaultExpiryMs: z.number().int().positive().default(60_000),
+    notifyRetryScheduleMs: z.array(z.number().int().min(0)).default(DEFAULT_NOTIFY_RETRY_MS),
+    notifyAckTimeoutMs: z.number().int().positive().default(5_000),
+    /** Real ms a `timeout` fault holds a request before dropping it. */
+    holdMs: z.number().int().positive().default(30_000),
+    tickMs: z.number().int().positive().default(5),
+  })
+  .strict();
+
+export type SimulatorOptions = z.input<typeof SimulatorOptions>;
+
+/** One API call the simulator received, as it answered it. */
+export interface CallRecord {
+  seq: number;
+  at: number;
+  api: 'pay' | 'inquiryPayment' | 'cancelPayment';
+  paymentRequestId?: string;
+  paymentId?: string;
+  signatureValid: boolean;
+  fault?: FaultKind;
+  httpStatus?: number;
+  resultCode?: string;
+  resultStatus?: string;
+  paymentStatus?: string;
+}
+
+const CreateOrder = z
+  .object({
+    paymentRequestId: Id,
+    amount: Amount.default({ currency: 'JPY', value: '100' }),
+    /** Epoch ms or ISO 8601. Default: creation + defaultExpiryMs. */
+    expiresAt: z.union([z.number().int(), z.iso.datetime({ offset: true })]).optional(),
+    notifyUrl: z.url().optional(),
+    scenario: Scenario.optional(),
+  })
+  .strict();
+export type CreateOrderInput = z.input<typeof CreateOrder>;
+
+const PayRequest = z.looseObject({
+  paymentRequestId: Id,
+  paymentAmount: Amount,
+  paymentExpiryTime: z.iso.datetime({ offset: true }).nullish(),
+  paymentNotifyUrl: z.url().nullish(),
+});
+
+const RefRequest = z.looseObject({ paymentRequestId: Id.nullish(), paymentId: Id.nullish() });
+
+/** The in-process and HTTP admin powers, alike. */
+export interface SimulatorAdmin {
+  now(): number;
+  createOrder(input: CreateOrderInput): OrderTruth;
+  order(paymentRequestId: string): OrderTruth | undefined;
+  orders(): OrderTruth[];
+  calls(): CallRecord[];
+  notifications(): DeliveryRecord[];
+  setFaults(faults: FaultSpecInput | undefined): void;
+  reset(): void;
+}
+
+export interface Simulator extends SimulatorAdmin {
+  /** Starts listening; resolves with the base URL. */
+  start(): Promise<string>;
+  stop(): Promise<void>;
+  readonly url: string;
+  /** The simulator's public key (PEM, SPKI): what an ACQP configures as the Alipay+ public key. */
+  readonly publicKeyPem: string;
+  /** Notifications not yet delivered or retried. */
+  pendingNotifications(): number;
+}
+
+const jsonHeaders = { 'content-type': 'application/json; charset=UTF-8' };
+
+/**
+ * An Alipay+ stand-in over real HTTP with real signatures: `pay`, `inquiryPayment` and
+ * `cancelPayment`, a scripted wallet per order, signed notifications with retries, seeded faults,
+ * and an admin API under `/__sim/`.
+ */
+export function createSimulator(options: SimulatorOptions): Simulator {
+  const config = parseOrThrow(SimulatorOptions, options, 'simulator options', 'INVALID_OPTIONS');
+  const acqpPublicKey = loadPublicKey(config.acqpPublicKey);
+  const privateKey: KeyObject = config.privateKey
+    ? loadPrivateKey(config.privateKey)
+    : generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+  // Signs the `wrong-signature` fault: a valid RSA signature by a key nobody trusts. Made on first use.
+  let strangerKey: KeyObject | undefined;
+  const stranger = () => {
+    strangerKey ??= generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+    return strangerKey;
+  };
+  const publicPem = createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString();
+
+  const realStart = performance.now();
+  const simStart = Date.now();
+  const now =
+    config.now ?? (() => Math.floor(simStart + (performance.now() - realStart) * config.timeFactor));
+
+  let globalFaults: FaultSpec | undefined = config.faults ?? evenFaults(config.faultRate);
+  const orders = new Map<string, SimOrder>();
+  const byPaymentId = new Map<string, SimOrder>();
+  const callIndex = new Map<string, number>();
+  let callLog: CallRecord[] = [];
+  let seq = 0;
+  let paymentSeq = 0;
+
+  const notifier = new Notifier({
+    clientId: config.clientId,
+    privateKey,
+    acqpPublicKey,
+    now,
+    retryScheduleMs: config.notifyRetryScheduleMs,
+    ackTimeoutMs: config.notifyAckTimeoutMs,
+    tickMs: config.tickMs,
+  });
+
+  function scenarioFor(paymentRequestId: string, given?: Scenario): Scenario {
+    if (given) return given;
+    const scripted = config.scenarios[paymentRequestId];
+    if (scripted) return scripted;
+    if (config.mix) return drawScenario(config.mix, streamFor(config.seed, `mix:${paymentRequestId}`));
+    return Scenario.parse({});
+  }
+
+  function addOrder(fields: {
+    paymentRequestId: string;
+    amount: { currency: string; value: string };
+    expiresAt?: number;
+    notifyUrl?: string;
+    scenario?: Scenario;
+  }): SimOrder {
+    const existing = orders.get(fields.paymentRequestId);
+    if (existing) return existing; // pay is idempotent on paymentRequestId
+    const createdAt = now();
+    paymentSeq++;
+    const order = newOrder({
+      paymentRequestId: fields.paymentRequestId,
+      paymentId: `2026${String(createdAt).slice(-9)}${String(paymentSeq).padStart(8, '0')}`,
+      amount: fields.amount,
+      createdAt,
+      expiresAt: fields.expiresAt ?? createdAt + config.defaultExpiryMs,
+      ...(fields.notifyUrl ? { notifyUrl: fields.notifyUrl } : {}),
+      scenario: scenarioFor(fields.paymentRequestId, fields.scenario),
+    });
+    orders.set(order.paymentRequestId, order);
+    byPaymentId.set(order.paymentId, order);
+    scheduleNotification(order);
+    return order;
+  }
+
+  function scheduleNotification(order: SimOrder): void {
+    const decided = decisionAt(order);
+    const { notify } = order.scenario;
+    if (decided === undefined || !order.notifyUrl || notify.mode === 'none') return;
+    const at = decided + (notify.mode === 'late' ? notify.lateMs : 0);
+    notifier.schedule(
+      at,
+      order.notifyUrl,
+      notificationBody(order, decided),
+      notify.duplicates,
+      () => decisionAt(order) !== undefined,
+    );
+  }
+
+  function notificationBody(order: SimOrder, decided: number): NotifyPaymentRequest {
+    const paid = order.scenario.decision === 'paid';
+    const body: NotifyPaymentRequest = {
+      paymentResult: paid
+        ? { resultCode: 'SUCCESS', resultStatus: 'S', resultMessage: 'success' }
+        : { resultCode: order.scenario.failCode, resultStatus: 'F', resultMessage: 'payment failed' },
+      paymentRequestId: order.paymentRequestId,
+      paymentId: order.paymentId,
+      paymentAmount: order.amount,
+      acquirerId: 'SIM_ACQUIRER',
+      pspId: 'SIM_WALLET',
+    };
+    if (paid) {
+      body.paymentTime = new Date(decided).toISOString();
+      body.customerId = `cust-${order.paymentId.slice(-6)}`;
+      body.walletBrandName = 'SimWallet';
+    }
+    return body;
+  }
+
+  /** Which fault (if any) strikes this call: the scenario's script first, then seeded rates. */
+  function faultFor(order: SimOrder | undefined, key: string): FaultKind | undefined {
+    const index = callIndex.get(key) ?? 0;
+    callIndex.set(key, index + 1);
+    const spec = order?.scenario.faults ?? globalFaults;
+    if (!spec) return undefined;
+    const scripted = spec.sequence[index];
+    if (scripted !== undefined) return scripted === 'none' ? undefined : scripted;
+    const random = streamFor(config.seed, `fault:${key}:${index}`);
+    for (const kind of FAULT_KINDS) {
+      const rate = spec.rates[kind] ?? 0;
+      if (rate > 0 && random() < rate) return kind;
+    }
+    return undefined;
+  }
+
+  function inquiryAnswer(order: SimOrder | undefined): Record<string, unknown> {
+    const t = now();
+    const view = order ? inquiryViewAt(order, t) : 'unknown-to-alipay';
+    if (!order || view === 'unknown-to-alipay') {
+      return {
+        result: { resultCode: 'ORDER_NOT_EXIST', resultStatus: 'F', resultMessage: 'order does not exist' },
+      };
+    }
+    const o = order;
+    const base = {
+      result: { resultCode: 'SUCCESS', resultStatus: 'S', resultMessage: 'success' },
+      paymentRequestId: o.paymentRequestId,
+      paymentId: o.paymentId,
+      paymentAmount: o.amount,
+      acquirerId: 'SIM_ACQUIRER',
+      pspId: 'SIM_WALLET',
+    };
+    switch (view) {
+      case 'paid': {
+        const decided = decisionAt(o) ?? t;
+        return {
+          ...base,
+          paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S', resultMessage: 'success' },
+          paymentTime: new Date(decided).toISOString(),
+          customerId: `cust-${o.paymentId.slice(-6)}`,
+          walletBrandName: 'SimWallet',
+          settlementAmount: o.amount,
+        };
+      }
+      case 'failed':
+        return {
+          ...base,
+          paymentResult: { resultCode: o.scenario.failCode, resultStatus: 'F', resultMessage: 'failed' },
+        };
+      case 'closed':
+      case 'cancelled':
+        return {
+          ...base,
+          paymentResult: {
+            resultCode: 'ORDER_IS_CLOSED',
+            resultStatus: 'F',
+            resultMessage: 'order is closed',
+          },
+        };
+      default:
+        return {
+          ...base,
+          paymentResult: { resultCode: 'PAYMENT_IN_PROCESS', resultStatus: 'U', resultMessage: 'in process' },
+        };
+    }
+  }
+
+  // ---- HTTP -------------------------------------------------------------------------------------
+
+  let server: Server | undefined;
+  let url = '';
+  const sockets = new Set<Socket>();
+  const held = new Set<ServerResponse>();
+
+  async function readBody(req: IncomingMessage): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  /** Answers 200 with a body signed over the request's own method, path and Client-Id. */
+  async function sendSigned(
+    res: ServerResponse,
+    path: string,
+    clientId: string,
+    body: string,
+    mode: 'good' | 'missing' | 'wrong' = 'good',
+  ): Promise<void> {
+    const headers: Record<string, string> = { ...jsonHeaders };
+    if (mode !== 'missing') {
+      const time = new Date(now()).toISOString();
+      const signature = await signContentAsync(
+        buildSignContent({ method: 'POST', path, clientId, time, body }),
+        mode === 'wrong' ? stranger() : privateKey,
+      );
+      headers['response-time'] = time;
+      headers.signature = buildSignatureHeader({ signature });
+    }
+    if (res.destroyed) return;
+    res.writeHead(200, headers);
+    res.end(body);
+  }
+
+  function refuse(code: string, message: string) {
+    return { result: { resultCode: code, resultStatus: 'F', resultMessage: message } };
+  }
+
+  async function handleApi(
+    req: IncomingMessage,
+    res: ServerResponse,
+    api: CallRecord['api'],
+    path: string,
+  ): Promise<void> {
+    const raw = await readBody(req);
+    const record: CallRecord = { seq: ++seq, at: now(), api, signatureValid: false };
+    callLog.push(record);
+
+    const clientId = String(req.headers['client-id'] ?? '');
+    let signatureValid = false;
+    try {
+      const header = parseSignatureHeader(String(req.headers.signature ?? ''));
+      const content = buildSignContent({
+        method: req.method ?? 'POST',
+        path,
+        clientId,
+        time: String(req.headers['request-time'] ?? ''),
+        body: raw,
+      });
+      signatureValid = verifyContent(content, header.signature, acqpPublicKey);
+    } catch {
+      signatureValid = false;
+    }
+    record.signatureValid = signatureValid;
+
+    let answer: Record<string, unknown>;
+    let order: SimOrder | undefined;
+    let apply: (() => Record<string, unknown>) | undefined;
+    let json: unknown;
+    try {
+      json = JSON.parse(raw.toString('utf8'));
+    } catch {
+      json = undefined;
+    }
+    if (clientId !== config.clientId) {
+      answer = refuse('INVALID_CLIENT', `unknown Client-Id ${clientId.slice(0, 64)}`);
+    } else if (!signatureValid) {
+      answer = refuse('INVALID_SIGNATURE', 'the request signature does not verify');
+    } else if (api === 'pay') {
+      const parsed = PayRequest.safeParse(json);
+      if (!parsed.success) answer = refuse('PARAM_ILLEGAL', parsed.error.issues[0]?.message ?? 'bad request');
+      else {
+        const body = parsed.data;
+        const expiry = body.paymentExpiryTime ? Date.parse(body.paymentExpiryTime) : undefined;
+        order = addOrder({
+          paymentRequestId: body.paymentRequestId,
+          amount: { currency: body.paymentAmount.currency, value: body.paymentAmount.value },
+          ...(expiry !== undefined ? { expiresAt: expiry } : {}),
+          ...(body.paymentNotifyUrl ? { notifyUrl: body.paymentNotifyUrl } : {}),
+        });
+        answer = {
+          result: {
+            resultCode: 'PAYMENT_IN_PROCESS',
+            resultStatus: 'U',
+            resultMessage: 'payment in process',
+          },
+          paymentRequestId: order.paymentRequestId,
+          paymentId: order.paymentId,
+        };
+      }
+    } else {
+      const parsed = RefRequest.safeParse(json);
+      const ref = parsed.success ? parsed.data : undefined;
+      if (!ref || (ref.paymentId == null && ref.paymentRequestId == null)) {
+        answer = refuse('PARAM_ILLEGAL', 'one of paymentRequestId or paymentId is required');
+      } else {
+        // Both given: paymentId wins (as Antom documents); we send only one.
+        order =
+          ref.paymentId != null ? byPaymentId.get(ref.paymentId) : orders.get(ref.paymentRequestId as string);
+        record.paymentRequestId = order?.paymentRequestId ?? ref.paymentRequestId ?? undefined;
+        if (api === 'inquiryPayment') {
+          answer = inquiryAnswer(order);
+        } else if (!order) {
+          answer = refuse('ORDER_NOT_EXIST', 'order does not exist');
+        } else {
+          const target = order;
+          answer = {};
+          apply = () => {
+            const verdict = applyCancel(target, now());
+            if (verdict.kind === 'unknown') {
+              return {
+                result: { resultCode: 'UNKNOWN_EXCEPTION', resultStatus: 'U', resultMessage: 'try again' },
+              };
+            }
+            if (verdict.kind === 'window-exceeded') {
+              return refuse('CANCEL_WINDOW_EXCEED', 'the cancel window has closed; refund instead');
+            }
+            return {
+              result: { resultCode: 'SUCCESS', resultStatus: 'S', resultMessage: 'success' },
+              acquirerId: 'SIM_ACQUIRER',
+              pspId: 'SIM_WALLET',
+            };
+          };
+        }
+      }
+    }
+    if (order) {
+      record.paymentRequestId = order.paymentRequestId;
+      record.paymentId = order.paymentId;
+    }
+
+    const fault =
+      signatureValid && clientId === config.clientId
+        ? faultFor(order, `${api}:${record.paymentRequestId ?? '?'}`)
+        : undefined;
+    if (fault) record.fault = fault;
+
+    // Faults that mean "Alipay+ did not process it" leave the order untouched.
+    const processed =
+      !fault || !['http-500', 'http-502', 'http-503', 'unknown-exception', 'traffic-limit'].includes(fault);
+    if (apply && processed) answer = apply();
+
+    const result = answer.result as { resultCode?: string; resultStatus?: string } | undefined;
+    record.resultCode = result?.resultCode;
+    record.resultStatus = result?.resultStatus;
+    record.paymentStatus = (answer.paymentResult as { resultStatus?: string } | undefined)?.resultStatus;
+
+    switch (fault) {
+      case 'timeout':
+        held.add(res);
+        res.on('close', () => held.delete(res));
+        setTimeout(() => res.destroy(), config.holdMs).unref();
+        record.httpStatus = 0;
+        return;
+      case 'reset':
+        record.httpStatus = 0;
+        req.socket.destroy();
+        return;
+      case 'http-500':
+      case 'http-502':
+      case 'http-503': {
+        const status = Number(fault.slice(5));
+        record.httpStatus = status;
+        res.writeHead(status, { 'content-type': 'text/plain' });
+        res.end('simulated server error');
+        return;
+      }
+      case 'latency': {
+        const spec = order?.scenario.faults ?? globalFaults;
+        const [min, max] = spec?.latencyMs ?? [200, 1_500];
+        const random = streamFor(config.seed, `latency:${record.seq}`);
+        await new Promise((resolve) => setTimeout(resolve, Math.round(min + random() * (max - min))));
+        break;
+      }
+      case 'bad-json':
+        record.httpStatus = 200;
+        return sendSigned(res, path, clientId, '{"result": {"resultCode": "SUCC');
+      case 'unknown-exception':
+        answer = {
+          result: { resultCode: 'UNKNOWN_EXCEPTION', resultStatus: 'U', resultMessage: 'unknown exception' },
+        };
+        break;
+      case 'traffic-limit':
+        answer = {
+          result: {
+            resultCode: 'REQUEST_TRAFFIC_EXCEED_LIMIT',
+            resultStatus: 'U',
+            resultMessage: 'too many requests',
+          },
+        };
+        break;
+      default:
+        break;
+    }
+    if (fault === 'unknown-exception' || fault === 'traffic-limit') {
+      record.resultCode = (answer.result as { resultCode: string }).resultCode;
+      record.resultStatus = 'U';
+      record.paymentStatus = undefined;
+    }
+    record.httpStatus = 200;
+    const mode = fault === 'missing-signature' ? 'missing' : fault === 'wrong-signature' ? 'wrong' : 'good';
+    await sendSigned(res, path, clientId, JSON.stringify(answer), mode);
+  }
+
+  const admin: SimulatorAdmin = {
+    now,
+    createOrder(input) {
+      const parsed = parseOrThrow(CreateOrder, input, 'simulator order');
+      const expiresAt =
+        typeof parsed.expiresAt === 'string' ? Date.parse(parsed.expiresAt) : parsed.expiresAt;
+      const order = addOrder({
+        paymentRequestId: parsed.paymentRequestId,
+        amount: parsed.amount,
+        ...(expiresAt !== undefined ? { expiresAt } : {}),
+        ...(parsed.notifyUrl ? { notifyUrl: parsed.notifyUrl } : {}),
+        ...(parsed.scenario ? { scenario: parsed.scenario } : {}),
+      });
+      return truthAt(order, now());
+    },
+    order(paymentRequestId) {
+      const order = orders.get(paymentRequestId);
+      return order && truthAt(order, now());
+    },
+    orders: () => [...orders.values()].map((order) => truthAt(order, now())),
+    calls: () => [...callLog],
+    notifications: () => [...notifier.log],
+    setFaults(faults) {
+      globalFaults = faults === undefined ? undefined : FaultSpec.parse(faults);
+    },
+    reset() {
+      orders.clear();
+      byPaymentId.clear();
+      callIndex.clear();
+      callLog = [];
+      notifier.log.length = 0;
+      notifier.clear();
+    },
+  };
+
+  async function handleAdmin(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const reply = (status: number, body: unknown) => {
+      res.writeHead(status, jsonHeaders);
+      res.end(JSON.stringify(body));
+    };
+    const raw = await readBody(req);
+    try {
+      const body = raw.length > 0 ? JSON.parse(raw.toString('utf8')) : undefined;
+      const [, , resource, id] = path.split('/'); // '', '__sim', resource, id
+      if (req.method === 'GET' && resource === 'time') return reply(200, { now: now() });
+      if (req.method === 'GET' && resource === 'orders' && id) {
+        const order = admin.order(decodeURIComponent(id));
+        return order ? reply(200, order) : reply(404, { error: 'NOT_FOUND', message: `no order ${id}` });
+      }
+      if (req.method === 'GET' && resource === 'orders') return reply(200, admin.orders());
+      if (req.method === 'POST' && resource === 'orders') return reply(201, admin.createOrder(body));
+      if (req.method === 'GET' && resource === 'calls') return reply(200, admin.calls());
+      if (req.method === 'GET' && resource === 'notifications') return reply(200, admin.notifications());
+      if (req.method === 'PUT' && resource === 'faults') {
+        admin.setFaults(body ?? undefined);
+        return reply(200, { ok: true });
+      }
+      if (req.method === 'POST' && resource === 'reset') {
+        admin.reset();
+        return reply(200, { ok: true });
+      }
+      return reply(404, { error: 'NOT_FOUND', message: `no admin route ${req.method} ${path}` });
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? 'BAD_REQUEST';
+      return reply(400, { error: code, message: error instanceof Error ? error.message : String(error) });
+    }
+  }
+
+  const routes = new Map<string, CallRecord['api']>([
+    [API_PATHS.pay, 'pay'],
+    [API_PATHS.inquiryPayment, 'inquiryPayment'],
+    [API_PATHS.cancelPayment, 'cancelPayment'],
+  ]);
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = req.url ?? '/';
+    const pathname = path.split('?')[0] ?? path;
+    try {
+      if (pathname.startsWith('/__sim/')) return await handleAdmin(req, res, pathname);
+      const api = routes.get(pathname);
+      if (api && req.method === 'POST') return await handleApi(req, res, api, path);
+      res.writeHead(404, jsonHeaders);
+      res.end(JSON.stringify({ error: 'NOT_FOUND' }));
+    } catch (error) {
+      if (!res.headersSent && !res.destroyed) {
+        res.writeHead(500, jsonHeaders);
+        res.end(JSON.stringify({ error: 'SIMULATOR_ERROR', message: String(error) }));
+      }
+    }
+  }
+
+  return {
+    ...admin,
+    get url() {
+      return url;
+    },
+    publicKeyPem: publicPem,
+    pendingNotifications: () => notifier.pending,
+    async start() {
+      if (server) return url;
+      server = createServer((req, res) => void handle(req, res));
+      server.keepAliveTimeout = 30_000;
+      server.on('connection', (socket) => {
+        sockets.add(socket);
+        socket.on('close', () => sockets.delete(socket));
+      });
+      await new Promise<void>((resolve, reject) => {
+        server?.once('error', reject);
+        server?.listen(config.port, config.host, () => resolve());
+      });
+      const { port } = server.address() as AddressInfo;
+      url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+      notifier.start();
+      return url;
+    },
+    async stop() {
+      await notifier.stop();
+      for (const res of held) res.destroy();
+      for (const socket of sockets) socket.destroy();
+      if (server) await new Promise<void>((resolve) => server?.close(() => resolve()));
+      server = undefined;
+    },
+  };
+}
+
+/** `faultRate` R: each call draws one fault with total probability ≈ R, spread over the kinds. */
+function evenFaults(rate: number | undefined): FaultSpec | undefined {
+  if (!rate) return undefined;
+  const each = rate / FAULT_KINDS.length;
+  return FaultSpec.parse({ rates: Object.fromEntries(FAULT_KINDS.map((kind) => [kind, each])) });
+}
+
+export type { ScenarioInput };
