@@ -1,0 +1,19 @@
+export { type EngineClock, scaledClock, systemClock } from './clock.js';
+export { type Logger, redact, silentLogger } from './logger.js';
+export {
+  createNotificationHandler,
+  type NotificationHandler,
+  type NotificationHandlerOptions,
+  type NotificationRequest,
+  type NotificationResponse,
+} from './notification-handler.js';
+export {
+  createPaymentEngine,
+  type EngineEvents,
+  type LateNotificationEvent,
+  type PaymentEngine,
+  type PaymentEngineOptions,
+  type PaymentView,
+  type TransitionEvent,
+} from './payment-engine.js';
+export { TrackInput } from './track-input.js';

@@ -1,0 +1,666 @@
+import { EventEmitter } from 'node:events';
+import { type Actor, createActor, fromPromise, type InspectionEvent, type Snapshot } from 'xstate';
+import type { LifecycleOutcome } from '../../machines/outcome.js';
+import {
+  type CallInput,
+  type CallResult,
+  type LifecycleContext,
+  type LifecycleEvent,
+  paymentLifecycleMachine,
+} from '../../machines/payment-lifecycle.js';
+import {
+  type LifecycleInput,
+  type LifecyclePolicyInput,
+  resolveLifecycleInput,
+} from '../../machines/policy.js';
+import type { AlipayPlusClient } from '../client/alipayplus-client.js';
+import type { CancelOutcome, InquiryOutcome } from '../client/answers.js';
+import { AlipayPlusLifecycleError } from '../errors.js';
+import type { NotifyPaymentRequest } from '../protocol/notify-payment.js';
+import { sqliteStore } from '../stores/sqlite-store.js';
+import type {
+  AuditEntry,
+  LifecycleRecord,
+  LifecycleStore,
+  LifecycleWrite,
+  StoredNotification,
+} from '../stores/store.js';
+import { parseOrThrow } from '../validate.js';
+import { type EngineClock, systemClock } from './clock.js';
+import { type Logger, silentLogger } from './logger.js';
+import {
+  createNotificationHandler,
+  type NotificationHandler,
+  type NotificationHandlerOptions,
+} from './notification-handler.js';
+import { TrackInput } from './track-input.js';
+
+type LifecycleActor = Actor<typeof paymentLifecycleMachine>;
+type LifecycleSnapshot = ReturnType<LifecycleActor['getSnapshot']>;
+
+export interface PaymentEngineOptions {
+  /** The Alipay+ client (or anything with its two methods). The engine does not close it. */
+  client: Pick<AlipayPlusClient, 'inquiryPayment' | 'cancelPayment'>;
+  /** Where lifecycles live. Default: SQLite at `./.alipayplus/lifecycles.db`. */
+  store?: LifecycleStore;
+  /** The lifecycle policy for every payment (each `track` may override parts of it). */
+  policy?: LifecyclePolicyInput;
+  clock?: EngineClock;
+  logger?: Logger;
+  /** Called once per payment with its final outcome, after the outcome is durable. Make it idempotent: see docs. */
+  onSettled?: (outcome: LifecycleOutcome) => void | Promise<void>;
+  /** Receives XState inspection events of every lifecycle (e.g. the Stately inspector's `inspect`). */
+  inspect?: (event: InspectionEvent) => void;
+}
+
+/** What `engine.get()` shows of one payment. */
+export interface PaymentView {
+  paymentRequestId: string;
+  state: string;
+  final: boolean;
+  context: LifecycleContext;
+  outcome?: LifecycleOutcome;
+}
+
+export interface TransitionEvent {
+  paymentRequestId: string;
+  from: string;
+  to: string;
+  event: string;
+  code?: string;
+  at: number;
+}
+
+export interface LateNotificationEvent {
+  paymentRequestId: string;
+  notification: NotifyPaymentRequest;
+  /** The state it arrived in: `cancelling...`, or a final state. */
+  state: string;
+  at: number;
+}
+
+export interface EngineEvents {
+  transition: [TransitionEvent];
+  settled: [LifecycleOutcome];
+  attention: [LifecycleOutcome];
+  'late-notification': [LateNotificationEvent];
+  error: [Error];
+}
+
+interface Entry {
+  id: string;
+  actor: LifecycleActor;
+  input: LifecycleInput;
+  createdAt: number;
+  state: string;
+  /** Version of the last write handed to the store (or read from it). */
+  version: number;
+  /** Version known durable. */
+  durableVersion: number;
+  lastSnapshot: LifecycleSnapshot | undefined;
+  dirty: boolean;
+  audit: AuditEntry[];
+  appliedNotifications: string[];
+  stopped: boolean;
+  settling: boolean;
+}
+
+/** The engine's interface: see {@link createPaymentEngine}. */
+export interface PaymentEngine {
+  start(): Promise<void>;
+  track(input: TrackInput): Promise<PaymentView>;
+  outcome(paymentRequestId: string): Promise<LifecycleOutcome>;
+  close(paymentRequestId: string): Promise<PaymentView>;
+  get(paymentRequestId: string): PaymentView | undefined;
+  on<K extends keyof EngineEvents>(event: K, listener: (...args: EngineEvents[K]) => void): PaymentEngine;
+  off<K extends keyof EngineEvents>(event: K, listener: (...args: EngineEvents[K]) => void): PaymentEngine;
+  /** The notification endpoint: a `node:http` listener with a framework-neutral `handle()`. */
+  notificationHandler(options: NotificationHandlerOptions): NotificationHandler;
+  /** Feeds a verified notification (the notification handler calls this after storing it). */
+  deliverNotification(notification: StoredNotification): Promise<void>;
+  /** Stores a verified notification durably; resolves once it is safe to acknowledge. */
+  storeNotification(notification: StoredNotification): Promise<void>;
+  stop(): Promise<void>;
+  readonly store: LifecycleStore;
+  readonly clock: EngineClock;
+  /** Lifecycles held in memory (not yet final). */
+  readonly activeCount: number;
+}
+
+export function stateString(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const entries = Object.entries(value as Record<string, unknown>);
+  const [key, child] = entries[0] ?? ['?', ''];
+  return `${key}.${stateString(child)}`;
+}
+
+function eventName(type: string): string {
+  if (type.startsWith('xstate.done.actor.')) return 'call.done';
+  if (type.startsWith('xstate.error.actor.')) return 'call.error';
+  if (type.startsWith('xstate.after.')) return `timer.${type.split('.')[2]}`;
+  return type;
+}
+
+function decidingCode(snapshot: LifecycleSnapshot, eventType: string, event: unknown): string | undefined {
+  const { context } = snapshot;
+  if (snapshot.status === 'done') return context.outcome?.decidedBy.code;
+  if (eventType === 'NOTIFIED')
+    return (event as { notification: NotifyPaymentRequest }).notification.paymentResult.resultCode;
+  if (eventType.startsWith('xstate.done.actor.') || eventType.startsWith('xstate.error.actor.')) {
+    if (stateString(snapshot.value).startsWith('cancelling') && context.cancel?.lastCode)
+      return context.cancel.lastCode;
+    return context.lastAnswer?.paymentCode ?? context.lastAnswer?.code;
+  }
+  return undefined;
+}
+
+/** Keeps the most recent final outcomes for `get()`, so that memory stays bounded over days. */
+const FINISHED_KEPT = 10_000;
+
+/**
+ * Creates the engine: one XState actor per payment, held in a Map; every transition persisted
+ * (batched per tick); cancels sent only once `cancelling` is durable; settlements fired once the
+ * outcome is durable; everything resumable after a crash.
+ */
+export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngine {
+  const { client } = options;
+  const store = options.store ?? sqliteStore();
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? silentLogger;
+  const emitter = new EventEmitter();
+  const entries = new Map<string, Entry>();
+  const finished = new Map<string, PaymentView>();
+  const tracking = new Map<string, Promise<PaymentView>>();
+  const waiters = new Map<string, ((outcome: LifecycleOutcome) => void)[]>();
+  // Identical policies are shared between contexts: thousands of payments, one policy object.
+  const policies = new Map<string, ReturnType<typeof resolveLifecycleInput>['policy']>();
+  let started = false;
+  let stopping = false;
+
+  // ---- persistence: group commit ---------------------------------------------------------------
+
+  let flushScheduled = false;
+  let flushing: Promise<void> | undefined;
+  const flushListeners: (() => void)[] = [];
+
+  function schedulePersist(entry: Entry): void {
+    entry.dirty = true;
+    if (flushScheduled) return;
+    flushScheduled = true;
+    setImmediate(() => void flush());
+  }
+
+  async function flush(): Promise<void> {
+    flushScheduled = false;
+    if (flushing) await flushing; // one flush at a time, in order
+    const batch = [...entries.values()].filter((e) => e.dirty && !e.stopped);
+    if (batch.length === 0) return notifyFlushed();
+    const writes: LifecycleWrite[] = batch.map((entry) => {
+      const write: LifecycleWrite = {
+        record: recordOf(entry, entry.version + 1),
+        expectedVersion: entry.version,
+        audit: entry.audit,
+        appliedNotifications: entry.appliedNotifications,
+      };
+      entry.version += 1;
+      entry.dirty = false;
+      entry.audit = [];
+      entry.appliedNotifications = [];
+      return write;
+    });
+    flushing = (async () => {
+      try {
+        const conflicts = await store.write(writes);
+        const refused = new Set(conflicts.map((c) => c.paymentRequestId));
+        for (const write of writes) {
+          const entry = entries.get(write.record.paymentRequestId);
+          if (!entry) continue;
+          if (refused.has(entry.id)) loseOwnership(entry);
+          else entry.durableVersion = Math.max(entry.durableVersion, write.record.version);
+        }
+      } catch (error) {
+        // Nothing was written: put the writes back and try again shortly. Whatever waits for
+        // durability (a cancel, an ack, a settlement) keeps waiting: failing safe.
+        logger.error({ err: error }, 'store write failed; retrying');
+        for (const write of writes) {
+          const entry = entries.get(write.record.paymentRequestId);
+          if (!entry) continue;
+          entry.version = write.expectedVersion;
+          entry.audit = [...write.audit, ...entry.audit];
+          entry.appliedNotifications = [...write.appliedNotifications, ...entry.appliedNotifications];
+          entry.dirty = true;
+        }
+        setTimeout(() => schedulePersistAll(), 200).unref();
+      }
+    })();
+    await flushing;
+    flushing = undefined;
+    notifyFlushed();
+    for (const entry of batch) if (entry.lastSnapshot?.status === 'done') void settle(entry);
+  }
+
+  function schedulePersistAll(): void {
+    const dirty = [...entries.values()].find((e) => e.dirty);
+    if (dirty) schedulePersist(dirty);
+  }
+
+  function notifyFlushed(): void {
+    for (const listener of flushListeners.splice(0)) listener();
+  }
+
+  /** Resolves once everything this entry did so far is durable. */
+  async function durable(entry: Entry): Promise<void> {
+    // Let the current macrostep's snapshot reach the writer first.
+    await new Promise((resolve) => setImmediate(resolve));
+    while (!entry.stopped && (entry.dirty || entry.durableVersion < entry.version)) {
+      await new Promise<void>((resolve) => flushListeners.push(resolve));
+      if (entry.dirty && !flushScheduled && !flushing) schedulePersist(entry);
+    }
+    if (entry.stopped)
+      throw new AlipayPlusLifecycleError('INVALID_OPTIONS', `lifecycle ${entry.id} was stopped`);
+  }
+
+  function recordOf(entry: Entry, version: number): LifecycleRecord {
+    const snapshot = entry.lastSnapshot ?? entry.actor.getSnapshot();
+    const record: LifecycleRecord = {
+      paymentRequestId: entry.id,
+      version,
+      input: entry.input,
+      state: stateString(snapshot.value),
+      final: snapshot.status === 'done',
+      snapshot: entry.actor.getPersistedSnapshot(),
+      settledFired: false,
+      createdAt: entry.createdAt,
+      updatedAt: clock.now(),
+    };
+    if (snapshot.output) record.outcome = snapshot.output;
+    return record;
+  }
+
+  function loseOwnership(entry: Entry): void {
+    logger.error(
+      { paymentRequestId: entry.id },
+      'lifecycle changed by another writer; stopping the local actor',
+    );
+    stopEntry(entry);
+    emitter.emit(
+      'error',
+      new AlipayPlusLifecycleError('INVALID_OPTIONS', `lifecycle ${entry.id} was changed by another writer`),
+    );
+  }
+
+  function stopEntry(entry: Entry): void {
+    entry.stopped = true;
+    entries.delete(entry.id);
+    entry.actor.stop();
+  }
+
+  // ---- the machine, with the engine's calls -----------------------------------------------------
+
+  const machine = paymentLifecycleMachine.provide({
+    actors: {
+      inquiryPayment: fromPromise<CallResult<InquiryOutcome>, CallInput>(async ({ input, signal }) => ({
+        outcome: await client.inquiryPayment(input.ref, { signal }),
+        at: clock.now(),
+      })),
+      cancelPayment: fromPromise<CallResult<CancelOutcome>, CallInput>(async ({ input, signal }) => {
+        const entry = entries.get(input.paymentRequestId);
+        // A cancel goes out only once "cancelling" is durable: a crash now cannot forget that it was sent.
+        if (entry) await durable(entry);
+        return { outcome: await client.cancelPayment(input.ref, { signal }), at: clock.now() };
+      }),
+    },
+  });
+
+  function observe(entry: Entry, inspection: InspectionEvent): void {
+    options.inspect?.(inspection);
+    if (inspection.type !== '@xstate.snapshot' || inspection.actorRef !== entry.actor || entry.stopped)
+      return;
+    const snapshot = inspection.snapshot as LifecycleSnapshot;
+    if (snapshot === entry.lastSnapshot) return;
+    entry.lastSnapshot = snapshot;
+    const to = stateString(snapshot.value);
+    const event = inspection.event as { type: string; at?: number };
+    const from = entry.state;
+    entry.state = to;
+    if (event.type === 'xstate.init') return;
+    const eventLabel = eventName(event.type);
+    const external = event.type === 'NOTIFIED' || event.type === 'CLOSE' || event.type === 'RESUME';
+    if (from !== to || external) {
+      const audit: AuditEntry = { paymentRequestId: entry.id, at: clock.now(), from, to, event: eventLabel };
+      const code = decidingCode(snapshot, event.type, event);
+      if (code) audit.code = code;
+      entry.audit.push(audit);
+      emitter.emit('transition', { ...audit, paymentRequestId: entry.id } satisfies TransitionEvent);
+    }
+    if (event.type === 'NOTIFIED' && from.startsWith('cancelling') && to.startsWith('cancelling')) {
+      emitter.emit('late-notification', {
+        paymentRequestId: entry.id,
+        notification: (event as unknown as { notification: NotifyPaymentRequest }).notification,
+        state: to,
+        at: clock.now(),
+      } satisfies LateNotificationEvent);
+    }
+    schedulePersist(entry);
+  }
+
+  function spawn(id: string, input: LifecycleInput, createdAt: number, snapshot?: unknown): Entry {
+    const entry = {
+      id,
+      input,
+      createdAt,
+      state: '',
+      version: 0,
+      durableVersion: 0,
+      lastSnapshot: undefined,
+      dirty: false,
+      audit: [],
+      appliedNotifications: [],
+      stopped: false,
+      settling: false,
+    } as unknown as Entry;
+    const actor = createActor(machine, {
+      input,
+      clock: clock as never,
+      inspect: (inspection) => observe(entry, inspection),
+      ...(snapshot ? { snapshot: snapshot as Snapshot<unknown> } : {}),
+    });
+    entry.actor = actor;
+    entry.lastSnapshot = actor.getSnapshot();
+    entry.state = stateString(entry.lastSnapshot.value);
+    return entry;
+  }
+
+  // ---- settlement ---------------------------------------------------------------------------------
+
+  async function settle(entry: Entry): Promise<void> {
+    if (entry.settling || entry.stopped || entry.durableVersion < entry.version) return;
+    entry.settling = true;
+    const outcome = entry.lastSnapshot?.output as LifecycleOutcome;
+    await fireSettlement(entry.id, outcome);
+    entry.stopped = true;
+    entries.delete(entry.id);
+    entry.actor.stop();
+  }
+
+  /** Fires onSettled and `settled` (and `attention`), then marks it fired. At most once per process. */
+  async function fireSettlement(id: string, outcome: LifecycleOutcome): Promise<void> {
+    remember({
+      paymentRequestId: id,
+      state: outcome.status,
+      final: true,
+      context: {} as LifecycleContext,
+      outcome,
+    });
+    try {
+      await options.onSettled?.(outcome);
+    } catch (error) {
+      // Not marked: it fires again on the next start.
+      logger.error({ err: error, paymentRequestId: id }, 'onSettled failed; it will fire again on restart');
+      resolveWaiters(id, outcome);
+      return;
+    }
+    emitter.emit('settled', outcome);
+    if (outcome.status === 'attention') emitter.emit('attention', outcome);
+    await store.markSettled(id);
+    resolveWaiters(id, outcome);
+  }
+
+  function remember(view: PaymentView): void {
+    finished.set(view.paymentRequestId, view);
+    if (finished.size > FINISHED_KEPT) finished.delete(finished.keys().next().value as string);
+  }
+
+  function resolveWaiters(id: string, outcome: LifecycleOutcome): void {
+    for (const resolve of waiters.get(id) ?? []) resolve(outcome);
+    waiters.delete(id);
+  }
+
+  // ---- notifications ------------------------------------------------------------------------------
+
+  async function applyInbox(entry: Entry): Promise<void> {
+    for (const notification of await store.unappliedNotifications(entry.id))
+      await deliverNotification(notification);
+  }
+
+  async function deliverNotification(notification: StoredNotification): Promise<void> {
+    const entry = entries.get(notification.paymentRequestId);
+    if (entry && !entry.stopped && entry.lastSnapshot?.status !== 'done') {
+      entry.appliedNotifications.push(notification.id);
+      entry.actor.send({ type: 'NOTIFIED', notification: notification.body, at: clock.now() });
+      await durable(entry).catch(() => undefined);
+      return;
+    }
+    const stored = entry ? undefined : await store.load(notification.paymentRequestId);
+    const finalState =
+      entry?.lastSnapshot?.status === 'done' ? entry.state : stored?.final ? stored.state : undefined;
+    if (finalState) {
+      // Late: the outcome is final and stays so. Recorded, acknowledged, reported.
+      await store.markNotificationApplied(notification.id);
+      emitter.emit('late-notification', {
+        paymentRequestId: notification.paymentRequestId,
+        notification: notification.body,
+        state: finalState,
+        at: clock.now(),
+      } satisfies LateNotificationEvent);
+      logger.info({ paymentRequestId: notification.paymentRequestId }, 'late notification recorded');
+    }
+    // Unknown payment: it waits in the inbox until `track` arrives.
+  }
+
+  // ---- the public API ------------------------------------------------------------------------------
+
+  function view(entry: Entry): PaymentView {
+    const snapshot = entry.lastSnapshot ?? entry.actor.getSnapshot();
+    const result: PaymentView = {
+      paymentRequestId: entry.id,
+      state: stateString(snapshot.value),
+      final: snapshot.status === 'done',
+      context: snapshot.context,
+    };
+    if (snapshot.output) result.outcome = snapshot.output;
+    return result;
+  }
+
+  function viewOfRecord(record: LifecycleRecord): PaymentView {
+    const snapshot = record.snapshot as { context: LifecycleContext };
+    const result: PaymentView = {
+      paymentRequestId: record.paymentRequestId,
+      state: record.state,
+      final: record.final,
+      context: snapshot.context,
+    };
+    if (record.outcome) result.outcome = record.outcome;
+    return result;
+  }
+
+  function ensureRunning(): void {
+    if (!started || stopping) {
+      throw new AlipayPlusLifecycleError(
+        'INVALID_OPTIONS',
+        'the engine is not running: call engine.start() first',
+      );
+    }
+  }
+
+  function resume(record: LifecycleRecord): Entry {
+    const entry = spawn(record.paymentRequestId, record.input, record.createdAt, record.snapshot);
+    entry.version = record.version;
+    entry.durableVersion = record.version;
+    entries.set(entry.id, entry);
+    entry.actor.start();
+    // XState does not re-arm `after` timers of a restored actor (statelyai/xstate#5331): RESUME does.
+    entry.actor.send({ type: 'RESUME', at: clock.now() } satisfies LifecycleEvent);
+    return entry;
+  }
+
+  async function trackNew(parsed: ReturnType<typeof TrackInput.parse>): Promise<PaymentView> {
+    const id = parsed.paymentRequestId;
+    const stored = await store.load(id);
+    if (stored) {
+      if (stored.final) return viewOfRecord(stored);
+      const existing = entries.get(id) ?? resume(stored);
+      return view(existing);
+    }
+    const now = clock.now();
+    const createdAt = parsed.createdAt ?? now;
+    const expiresAt =
+      parsed.paymentExpiryTime === undefined
+        ? undefined
+        : typeof parsed.paymentExpiryTime === 'number'
+          ? parsed.paymentExpiryTime
+          : Date.parse(parsed.paymentExpiryTime);
+    const input: LifecycleInput = {
+      paymentRequestId: id,
+      createdAt,
+      policy: { ...(options.policy ?? {}), ...(parsed.policy ?? {}) } as LifecyclePolicyInput,
+    };
+    if (parsed.paymentId) input.paymentId = parsed.paymentId;
+    if (parsed.amount) input.amount = { currency: parsed.amount.currency, value: parsed.amount.value };
+    if (expiresAt !== undefined) input.expiresAt = expiresAt;
+    const resolved = resolveLifecycleInput(input); // throws INVALID_INPUT naming the field
+    if (resolved.expiresAt <= now) {
+      throw new AlipayPlusLifecycleError(
+        'INVALID_INPUT',
+        `payment ${id} expired at ${new Date(resolved.expiresAt).toISOString()}, before it was tracked: inquire it once (alipayplus-lifecycle inquire) or cancel it; nothing was stored`,
+      );
+    }
+    const policyKey = JSON.stringify(resolved.policy);
+    if (!policies.has(policyKey)) policies.set(policyKey, resolved.policy);
+    input.policy = policies.get(policyKey) as LifecyclePolicyInput;
+
+    const entry = spawn(id, input, createdAt);
+    const record = recordOf(entry, 1);
+    const inserted = await store.insert(record, [
+      { paymentRequestId: id, at: now, from: '', to: record.state, event: 'TRACK' },
+    ]);
+    if (!inserted) {
+      // Another engine (or an earlier call) stored it first: take what is stored.
+      const again = await store.load(id);
+      if (!again) throw new AlipayPlusLifecycleError('INVALID_INPUT', `payment ${id} could not be stored`);
+      return again.final ? viewOfRecord(again) : view(entries.get(id) ?? resume(again));
+    }
+    entry.version = 1;
+    entry.durableVersion = 1;
+    entries.set(id, entry);
+    entry.actor.start();
+    await applyInbox(entry);
+    return view(entry);
+  }
+
+  const engine: PaymentEngine = {
+    store,
+    clock,
+    get activeCount() {
+      return entries.size;
+    },
+
+    async start() {
+      if (started) return;
+      await store.open();
+      started = true;
+      stopping = false;
+      const resumable = await store.listResumable();
+      for (const record of resumable) {
+        if (record.final) {
+          if (record.outcome) await fireSettlement(record.paymentRequestId, record.outcome);
+          continue;
+        }
+        if (entries.has(record.paymentRequestId)) continue;
+        const entry = resume(record);
+        await applyInbox(entry);
+      }
+      logger.info({ resumed: resumable.length }, 'engine started');
+    },
+
+    async track(input) {
+      ensureRunning();
+      const parsed = parseOrThrow(TrackInput, input, 'track input');
+      const id = parsed.paymentRequestId;
+      const existing = entries.get(id);
+      if (existing) return view(existing);
+      const known = finished.get(id);
+      if (known) return known;
+      const pending = tracking.get(id);
+      if (pending) return pending;
+      const promise = trackNew(parsed).finally(() => tracking.delete(id));
+      tracking.set(id, promise);
+      return promise;
+    },
+
+    async outcome(id) {
+      const entry = entries.get(id);
+      const done =
+        entry?.lastSnapshot?.status === 'done' ? entry.lastSnapshot.output : finished.get(id)?.outcome;
+      if (done && !entry) return done;
+      if (!entry) {
+        const stored = await store.load(id);
+        if (!stored)
+          throw new AlipayPlusLifecycleError(
+            'INVALID_INPUT',
+            `payment ${id} is not tracked: call track() first`,
+          );
+        if (stored.final && stored.outcome) return stored.outcome;
+      }
+      return new Promise((resolve) => {
+        const list = waiters.get(id) ?? [];
+        list.push(resolve);
+        waiters.set(id, list);
+      });
+    },
+
+    async close(id) {
+      ensureRunning();
+      const entry = entries.get(id);
+      if (!entry) {
+        const stored = finished.get(id) ?? (await store.load(id).then((r) => r && viewOfRecord(r)));
+        if (!stored)
+          throw new AlipayPlusLifecycleError(
+            'INVALID_INPUT',
+            `payment ${id} is not tracked: nothing to close`,
+          );
+        return stored;
+      }
+      entry.actor.send({ type: 'CLOSE', at: clock.now() });
+      return view(entry);
+    },
+
+    get(id) {
+      const entry = entries.get(id);
+      return entry ? view(entry) : finished.get(id);
+    },
+
+    on(event, listener) {
+      emitter.on(event, listener as (...args: unknown[]) => void);
+      return engine;
+    },
+    off(event, listener) {
+      emitter.off(event, listener as (...args: unknown[]) => void);
+      return engine;
+    },
+
+    async storeNotification(notification) {
+      ensureRunning();
+      await store.recordNotification(notification);
+    },
+
+    deliverNotification,
+
+    notificationHandler(handlerOptions) {
+      return createNotificationHandler(engine, handlerOptions, logger);
+    },
+
+    async stop() {
+      if (!started) return;
+      stopping = true;
+      // Everything already decided reaches the store; nothing after this point is written.
+      await flush();
+      if (flushing) await flushing;
+      for (const entry of [...entries.values()]) stopEntry(entry);
+      if (!options.store) await store.close();
+      started = false;
+      logger.info({}, 'engine stopped');
+    },
+  };
+  return engine;
+}

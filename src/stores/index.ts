@@ -1,0 +1,10 @@
+export { memoryStore } from './memory-store.js';
+export { DEFAULT_SQLITE_PATH, type SqliteStoreOptions, sqliteStore } from './sqlite-store.js';
+export type {
+  AuditEntry,
+  LifecycleRecord,
+  LifecycleStore,
+  LifecycleWrite,
+  StoredNotification,
+  WriteConflict,
+} from './store.js';

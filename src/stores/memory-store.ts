@@ -1,0 +1,80 @@
+import type {
+  AuditEntry,
+  LifecycleRecord,
+  LifecycleStore,
+  LifecycleWrite,
+  StoredNotification,
+  WriteConflict,
+} from './store.js';
+
+/**
+ * Keeps everything in memory: for tests and demos. It copies on the way in and out (as a real store
+ * serialises), so that a test cannot pass only because an object was shared.
+ */
+export function memoryStore(): LifecycleStore {
+  const lifecycles = new Map<string, LifecycleRecord>();
+  const audits = new Map<string, AuditEntry[]>();
+  const inbox = new Map<string, StoredNotification[]>();
+  const copy = <T>(value: T): T => structuredClone(value);
+
+  return {
+    async open() {},
+    async close() {},
+    async load(id) {
+      const record = lifecycles.get(id);
+      return record && copy(record);
+    },
+    async insert(record, audit) {
+      if (lifecycles.has(record.paymentRequestId)) return false;
+      lifecycles.set(record.paymentRequestId, copy(record));
+      audits.set(record.paymentRequestId, copy(audit));
+      return true;
+    },
+    async write(writes: LifecycleWrite[]) {
+      const conflicts: WriteConflict[] = [];
+      for (const write of writes) {
+        const id = write.record.paymentRequestId;
+        const current = lifecycles.get(id);
+        if (!current || current.version !== write.expectedVersion) {
+          conflicts.push({ paymentRequestId: id, expectedVersion: write.expectedVersion });
+          continue;
+        }
+        lifecycles.set(id, copy(write.record));
+        audits.get(id)?.push(...copy(write.audit));
+        const applied = new Set(write.appliedNotifications);
+        for (const n of inbox.get(id) ?? []) if (applied.has(n.id)) n.applied = true;
+      }
+      return conflicts;
+    },
+    async listResumable() {
+      return [...lifecycles.values()].filter((r) => !r.final || !r.settledFired).map(copy);
+    },
+    async markSettled(id) {
+      const record = lifecycles.get(id);
+      if (record) record.settledFired = true;
+    },
+    async audit(id) {
+      return copy(audits.get(id) ?? []);
+    },
+    async recordNotification(notification) {
+      const list = inbox.get(notification.paymentRequestId) ?? [];
+      if (!list.some((n) => n.id === notification.id)) list.push(copy(notification));
+      inbox.set(notification.paymentRequestId, list);
+    },
+    async markNotificationApplied(id) {
+      for (const list of inbox.values()) for (const n of list) if (n.id === id) n.applied = true;
+    },
+    async unappliedNotifications(id) {
+      return copy((inbox.get(id) ?? []).filter((n) => !n.applied));
+    },
+    async notifications(id) {
+      return copy(inbox.get(id) ?? []);
+    },
+    async list(limit = 1_000) {
+      return [...lifecycles.values()]
+        .sort((a, b) => b.createdAt - a.createdAt)
+        .slice(0, limit)
+        .map(copy);
+    },
+  };
+}

@@ -1,0 +1,157 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  type AlipayPlusClient,
+  createAlipayPlusClient,
+  createPaymentEngine,
+  type LifecycleOutcome,
+  type LifecycleStore,
+  memoryStore,
+  type PaymentEngine,
+  type PaymentEngineOptions,
+  scaledClock,
+} from '../../src/index.js';
+import {
+  createSimulator,
+  type OrderTruth,
+  type Simulator,
+  type SimulatorOptions,
+} from '../../src/simulator/index.js';
+import { generateTestKeyPair, type TestKeyPair } from './keys.js';
+
+export const CLIENT_ID = 'E2E_CLIENT';
+const acqpKeys = generateTestKeyPair();
+const alipayKeys = generateTestKeyPair();
+
+export interface World {
+  sim: Simulator;
+  client: AlipayPlusClient;
+  engine: PaymentEngine;
+  store: LifecycleStore;
+  notifyUrl: string;
+  settled: LifecycleOutcome[];
+  acqp: TestKeyPair;
+  stop(): Promise<void>;
+}
+
+/**
+ * The whole stack on loopback: the simulator and the engine share one clock running `factor`×
+ * real time; the engine's notification handler listens on its own node:http server.
+ */
+export async function createWorld(
+  options: {
+    factor?: number;
+    simulator?: Partial<SimulatorOptions>;
+    engine?: Partial<PaymentEngineOptions>;
+    store?: LifecycleStore;
+    timeouts?: { inquiryMs: number; cancelMs: number };
+  } = {},
+): Promise<World> {
+  const clock = scaledClock(options.factor ?? 60);
+  const sim = createSimulator({
+    clientId: CLIENT_ID,
+    acqpPublicKey: acqpKeys.publicPem,
+    privateKey: alipayKeys.privatePem,
+    now: clock.now,
+    notifyRetryScheduleMs: [0, 5_000, 10_000, 30_000, 60_000],
+    notifyAckTimeoutMs: 2_000,
+    ...options.simulator,
+  });
+  const baseUrl = await sim.start();
+  const client = createAlipayPlusClient({
+    baseUrl,
+    clientId: CLIENT_ID,
+    privateKey: acqpKeys.privatePem,
+    alipayPublicKey: sim.publicKeyPem,
+    timeouts: options.timeouts ?? { inquiryMs: 1_000, cancelMs: 1_000 },
+    now: clock.now,
+  });
+  const store = options.store ?? memoryStore();
+  const settled: LifecycleOutcome[] = [];
+  const engine = createPaymentEngine({
+    client,
+    store,
+    clock,
+    onSettled: (outcome) => {
+      settled.push(outcome);
+    },
+    ...options.engine,
+  });
+  await engine.start();
+  const handler = engine.notificationHandler({
+    path: '/alipayplus/notify',
+    alipayPublicKey: sim.publicKeyPem,
+    privateKey: acqpKeys.privatePem,
+    clientId: CLIENT_ID,
+  });
+  const server: Server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const notifyUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/alipayplus/notify`;
+  return {
+    sim,
+    client,
+    engine,
+    store,
+    notifyUrl,
+    settled,
+    acqp: acqpKeys,
+    async stop() {
+      await engine.stop();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await client.close();
+      await sim.stop();
+    },
+  };
+}
+
+/** Creates the order at the simulator and tracks it, as an ACQP would after `pay` answered unknown. */
+export async function payAndTrack(
+  world: World,
+  paymentRequestId: string,
+  scenario: SimulatorOptions['scenarios'] extends Record<string, infer S> | undefined ? S | undefined : never,
+): Promise<OrderTruth> {
+  const order = world.sim.createOrder({
+    paymentRequestId,
+    notifyUrl: world.notifyUrl,
+    ...(scenario ? { scenario } : {}),
+  });
+  await world.engine.track({
+    paymentRequestId,
+    amount: order.amount,
+    createdAt: order.createdAt,
+    paymentExpiryTime: order.expiresAt,
+  });
+  return order;
+}
+
+/** The reconciliation rules of the engine issue; returns the list of disagreements (empty is good). */
+export function reconcile(
+  outcomes: LifecycleOutcome[],
+  truths: OrderTruth[],
+  cancelAfterSuccess: string[],
+): string[] {
+  const problems: string[] = [];
+  const truthById = new Map(truths.map((t) => [t.paymentRequestId, t]));
+  for (const outcome of outcomes) {
+    const truth = truthById.get(outcome.paymentRequestId);
+    if (!truth) {
+      problems.push(`${outcome.paymentRequestId}: no ground truth`);
+      continue;
+    }
+    const ok =
+      outcome.status === 'succeeded'
+        ? truth.charged && !truth.cancelled
+        : outcome.status === 'cancelled'
+          ? truth.cancelled
+          : outcome.status === 'closed' || outcome.status === 'failed'
+            ? !truth.charged
+            : true; // attention: a person looks; reported separately
+    if (!ok)
+      problems.push(
+        `${outcome.paymentRequestId}: engine ${outcome.status}, truth ${truth.status} (charged ${truth.charged}, cancelled ${truth.cancelled})`,
+      );
+  }
+  for (const id of cancelAfterSuccess) problems.push(`${id}: cancelPayment sent after a success was seen`);
+  return problems;
+}
