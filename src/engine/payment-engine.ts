@@ -374,7 +374,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   // ---- settlement ---------------------------------------------------------------------------------
 
   async function settle(entry: Entry): Promise<void> {
-    if (entry.settling || entry.stopped || entry.durableVersion < entry.version) return;
+    // Only once the final snapshot itself is durable: a later flush calls again otherwise.
+    if (entry.settling || entry.stopped || entry.dirty || entry.durableVersion < entry.version) return;
     entry.settling = true;
     const outcome = entry.lastSnapshot?.output as LifecycleOutcome;
     await fireSettlement(entry.id, outcome);

@@ -2,6 +2,7 @@ export type { DeliveryRecord, DeliveryResult } from './notifier.js';
 export { DEFAULT_NOTIFY_RETRY_MS } from './notifier.js';
 export type { OrderTruth, TruthStatus } from './order-book.js';
 export {
+  drawScenarioOf,
   FAULT_KINDS,
   type FaultKind,
   FaultSpec,

@@ -151,6 +151,13 @@ export function drawScenario(mix: MixName, random: Random): Scenario {
   return Scenario.parse({ ...last.draw(random), label: last.label });
 }
 
+/** Draws a scenario of one named entry of a mix (for tests that need each entry). */
+export function drawScenarioOf(mix: MixName, label: string, random: Random): Scenario {
+  const entry = MIXES[mix].find((e) => e.label === label);
+  if (!entry) throw new Error(`mix ${mix} has no entry ${label}`);
+  return Scenario.parse({ ...entry.draw(random), label: entry.label });
+}
+
 /** The labels of a mix, for reports and tests. */
 export function mixLabels(mix: MixName): string[] {
   return MIXES[mix].map((e) => e.label);

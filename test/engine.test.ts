@@ -1,0 +1,462 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { request } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  buildSignatureHeader,
+  buildSignContent,
+  type LifecycleOutcome,
+  type LifecycleStore,
+  memoryStore,
+  signContent,
+} from '../src/index.js';
+import { drawScenarioOf, FAULT_KINDS, mixLabels } from '../src/simulator/index.js';
+import { streamFor } from '../src/simulator/random.js';
+import { createWorld, payAndTrack, reconcile, type World } from './helpers/e2e.js';
+import { generateTestKeyPair } from './helpers/keys.js';
+import { eventually } from './helpers/notify-receiver.js';
+
+const worlds: World[] = [];
+async function world(options: Parameters<typeof createWorld>[0] = {}) {
+  const w = await createWorld(options);
+  worlds.push(w);
+  return w;
+}
+afterEach(async () => {
+  for (const w of worlds.splice(0)) await w.stop();
+});
+
+/** IDs of payments that got a cancelPayment after an inquiry answer reported them paid. */
+function cancelsAfterSuccess(w: World): string[] {
+  const paidSeen = new Set<string>();
+  const bad: string[] = [];
+  for (const call of w.sim.calls()) {
+    const id = call.paymentRequestId ?? '';
+    if (call.api === 'inquiryPayment' && call.paymentStatus === 'S' && call.httpStatus === 200 && !call.fault)
+      paidSeen.add(id);
+    if (call.api === 'cancelPayment' && paidSeen.has(id)) bad.push(id);
+  }
+  return bad;
+}
+
+async function settleAll(w: World, ids: string[]): Promise<LifecycleOutcome[]> {
+  return Promise.all(ids.map((id) => w.engine.outcome(id)));
+}
+
+describe('end to end against the simulator', () => {
+  it('every scenario of the realistic mix ends in one outcome that agrees with the ground truth', async () => {
+    const w = await world();
+    const random = streamFor(11, 'engine-mix');
+    const ids: string[] = [];
+    for (const label of mixLabels('realistic')) {
+      for (let i = 0; i < 12; i++) {
+        const id = `MIX-${label}-${i}`;
+        ids.push(id);
+        await payAndTrack(w, id, drawScenarioOf('realistic', label, random));
+      }
+    }
+    const outcomes = await settleAll(w, ids);
+    const truths = w.sim.orders();
+    expect(new Set(truths.map((t) => t.label))).toEqual(new Set(mixLabels('realistic')));
+    expect(reconcile(outcomes, truths, cancelsAfterSuccess(w))).toEqual([]);
+    expect(w.settled).toHaveLength(ids.length);
+    expect(new Set(w.settled.map((o) => o.paymentRequestId)).size).toBe(ids.length);
+    expect(outcomes.filter((o) => o.status === 'attention')).toEqual([]);
+    const statuses = new Set(outcomes.map((o) => o.status));
+    // Without faults, unfinished orders close at expiry and the last look sees it: no cancel needed.
+    for (const status of ['succeeded', 'failed', 'closed']) expect(statuses).toContain(status);
+  });
+
+  it.each(FAULT_KINDS)('fault %s: outcomes still agree with the ground truth', async (kind) => {
+    const w = await world({
+      simulator: { faults: { rates: { [kind]: 0.4 }, latencyMs: [50, 150] }, holdMs: 2_000 },
+      timeouts: { inquiryMs: 250, cancelMs: 250 },
+    });
+    const scenarios = [
+      { decideAfterMs: 2_000 },
+      { decideAfterMs: 5_000, notify: { mode: 'none' as const } },
+      { decideAfterMs: 3_000, decision: 'failed' as const, notify: { mode: 'none' as const } },
+      { decideAfterMs: null },
+      { decideAfterMs: null, cancelUnknownTimes: 1 },
+    ];
+    const ids = scenarios.map((_, i) => `${kind}-${i}`);
+    for (const [i, id] of ids.entries()) await payAndTrack(w, id, scenarios[i]);
+    const outcomes = await settleAll(w, ids);
+    expect(reconcile(outcomes, w.sim.orders(), cancelsAfterSuccess(w))).toEqual([]);
+    expect(w.sim.calls().some((c) => c.fault === kind)).toBe(true);
+    expect(outcomes.map((o) => o.status)).not.toContain('attention');
+  });
+
+  it('notification first: a notification before track is kept, and the lifecycle starts knowing the result', async () => {
+    const w = await world();
+    w.sim.createOrder({ paymentRequestId: 'NF-1', notifyUrl: w.notifyUrl, scenario: { decideAfterMs: 0 } });
+    await eventually(() => w.sim.notifications().some((d) => d.result === 'acked'));
+    expect((await w.store.notifications('NF-1'))[0]).toMatchObject({ applied: false });
+    const order = w.sim.order('NF-1');
+    const view = await w.engine.track({
+      paymentRequestId: 'NF-1',
+      amount: order?.amount,
+      createdAt: order?.createdAt,
+    });
+    expect(view.final).toBe(true);
+    const outcome = await w.engine.outcome('NF-1');
+    expect(outcome).toMatchObject({
+      status: 'succeeded',
+      decidedBy: { source: 'notification' },
+      inquiries: 0,
+    });
+    expect(w.sim.calls().filter((c) => c.paymentRequestId === 'NF-1')).toHaveLength(0);
+    expect(await w.store.unappliedNotifications('NF-1')).toEqual([]);
+  });
+
+  it('notification during an inquiry: the notification decides and the inquiry is abandoned', async () => {
+    const w = await world({ simulator: { faults: { rates: { latency: 1 }, latencyMs: [400, 400] } } });
+    await payAndTrack(w, 'ND-1', { decideAfterMs: 2_500 });
+    const outcome = await w.engine.outcome('ND-1');
+    expect(outcome).toMatchObject({ status: 'succeeded', decidedBy: { source: 'notification' } });
+    expect(w.sim.calls().filter((c) => c.api === 'inquiryPayment').length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('notification after cancel: recorded as late and flagged, the cancel wins, the user is refunded', async () => {
+    const w = await world();
+    const late: unknown[] = [];
+    w.engine.on('late-notification', (event) => late.push(event));
+    // Paid at 2 s, but inquiries keep saying "in process" past expiry, and the notification is late.
+    await payAndTrack(w, 'NC-1', {
+      decideAfterMs: 2_000,
+      notify: { mode: 'late', lateMs: 70_000, inquiryLagMs: 120_000 },
+    });
+    const outcome = await w.engine.outcome('NC-1');
+    expect(outcome.status).toBe('cancelled');
+    expect(w.sim.order('NC-1')).toMatchObject({ charged: true, refunded: true, cancelled: true });
+    await eventually(() => late.length === 1, 5_000);
+    expect(late[0]).toMatchObject({
+      paymentRequestId: 'NC-1',
+      notification: { paymentResult: { resultStatus: 'S' } },
+    });
+    expect(await w.engine.outcome('NC-1')).toEqual(outcome);
+  });
+
+  it('a late notification to a lifecycle still cancelling is recorded in its outcome, flagged', async () => {
+    const w = await world({ simulator: { faults: { sequence: [] } } });
+    w.sim.createOrder({
+      paymentRequestId: 'NC-2',
+      notifyUrl: w.notifyUrl,
+      scenario: {
+        decideAfterMs: 1_000,
+        cancelUnknownTimes: 3,
+        notify: { mode: 'late', lateMs: 59_500, inquiryLagMs: 120_000 },
+      },
+    });
+    const order = w.sim.order('NC-2');
+    await w.engine.track({ paymentRequestId: 'NC-2', amount: order?.amount, createdAt: order?.createdAt });
+    const outcome = await w.engine.outcome('NC-2');
+    expect(outcome.status).toBe('cancelled');
+    expect(outcome.lateNotifications).toEqual([
+      expect.objectContaining({ resultStatus: 'S', flagged: true }),
+    ]);
+  });
+
+  it('an early close cancels at once', async () => {
+    const w = await world();
+    await payAndTrack(w, 'EC-1', { decideAfterMs: 30_000 });
+    await w.engine.close('EC-1');
+    const outcome = await w.engine.outcome('EC-1');
+    expect(outcome).toMatchObject({ status: 'cancelled', cancelReason: 'closed-by-merchant' });
+    expect(w.sim.order('EC-1')).toMatchObject({ cancelled: true, charged: false });
+  });
+});
+
+describe('durability', () => {
+  /** A store that remembers the state durably written for each payment, and can be slowed. */
+  function watchedStore(delayMs = 0) {
+    const inner = memoryStore();
+    const durableState = new Map<string, string>();
+    const store: LifecycleStore = {
+      ...inner,
+      async insert(record, audit) {
+        const ok = await inner.insert(record, audit);
+        if (ok) durableState.set(record.paymentRequestId, record.state);
+        return ok;
+      },
+      async write(writes) {
+        if (delayMs) await new Promise((resolve) => setTimeout(resolve, delayMs));
+        const conflicts = await inner.write(writes);
+        for (const w of writes) durableState.set(w.record.paymentRequestId, w.record.state);
+        return conflicts;
+      },
+    };
+    return { store, durableState };
+  }
+
+  it('a cancelPayment is sent only after "cancelling" is durable', async () => {
+    const { store, durableState } = watchedStore(40);
+    const w = await world({ store, engine: { policy: { maxInquiries: 2 } } });
+    const seenAtCancel: string[] = [];
+    const original = w.client.cancelPayment.bind(w.client);
+    w.client.cancelPayment = async (ref, opts) => {
+      seenAtCancel.push(durableState.get((ref as { paymentRequestId: string }).paymentRequestId) ?? 'none');
+      return original(ref, opts);
+    };
+    const ids = ['D-1', 'D-2', 'D-3'];
+    for (const id of ids) await payAndTrack(w, id, { decideAfterMs: null });
+    await w.engine.close('D-3');
+    await settleAll(w, ids);
+    expect(seenAtCancel.length).toBeGreaterThanOrEqual(3);
+    for (const state of seenAtCancel) expect(state).toMatch(/^cancelling/);
+  });
+
+  it('onSettled fires after the outcome is durable, once per payment, and not again after a restart', async () => {
+    const { store, durableState } = watchedStore(20);
+    const w = await world({ store });
+    const atSettle: string[] = [];
+    w.engine.on('settled', (outcome) => atSettle.push(durableState.get(outcome.paymentRequestId) ?? 'none'));
+    await payAndTrack(w, 'S-1', { decideAfterMs: 0 });
+    await payAndTrack(w, 'S-2', { decideAfterMs: null });
+    await settleAll(w, ['S-1', 'S-2']);
+    await eventually(() => atSettle.length === 2);
+    expect(atSettle.sort()).toEqual(['closed', 'succeeded']);
+    await w.engine.stop();
+    await w.engine.start();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(w.settled.map((o) => o.paymentRequestId).sort()).toEqual(['S-1', 'S-2']);
+  });
+
+  it('a failing onSettled is fired again on the next start, then marked', async () => {
+    let calls = 0;
+    const w = await world({
+      engine: {
+        onSettled: () => {
+          calls++;
+          if (calls === 1) throw new Error('downstream is down');
+        },
+      },
+    });
+    await payAndTrack(w, 'RS-1', { decideAfterMs: 0 });
+    await w.engine.outcome('RS-1');
+    await eventually(() => calls === 1);
+    await w.engine.stop();
+    await w.engine.start();
+    await eventually(() => calls === 2);
+    await w.engine.stop();
+    await w.engine.start();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(calls).toBe(2);
+  });
+
+  it('a store that fails to write holds the cancel back until it recovers', async () => {
+    const inner = memoryStore();
+    let failing = false;
+    const store: LifecycleStore = {
+      ...inner,
+      async write(writes) {
+        if (failing) throw new Error('disk full');
+        return inner.write(writes);
+      },
+    };
+    const w = await world({ store });
+    await payAndTrack(w, 'F-1', { decideAfterMs: null });
+    failing = true;
+    await w.engine.close('F-1');
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(w.sim.calls().filter((c) => c.api === 'cancelPayment')).toHaveLength(0);
+    failing = false;
+    expect((await w.engine.outcome('F-1')).status).toBe('cancelled');
+  });
+});
+
+describe('restart', () => {
+  it('an engine restarted after its payments expired cancels them at once', async () => {
+    const clockOffset = { ms: 0 };
+    const { scaledClock } = await import('../src/index.js');
+    const base = scaledClock(60);
+    const clock = { ...base, now: () => base.now() + clockOffset.ms };
+    const { sqliteStore } = await import('../src/index.js');
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const path = join(mkdtempSync(join(tmpdir(), 'apl-restart-')), 'l.db');
+    const w = await world({ engine: { clock }, simulator: { now: clock.now }, store: sqliteStore(path) });
+    const ids = ['R-1', 'R-2', 'R-3'];
+    // The ACQP gives each payment 1 minute; Alipay+ would keep the order open for 30.
+    for (const id of ids) {
+      const order = w.sim.createOrder({
+        paymentRequestId: id,
+        expiresAt: clock.now() + 30 * 60_000,
+        scenario: { decideAfterMs: null, notify: { mode: 'none' } },
+      });
+      await w.engine.track({
+        paymentRequestId: id,
+        createdAt: order.createdAt,
+        paymentExpiryTime: order.createdAt + 60_000,
+      });
+    }
+    await w.engine.stop();
+    const callsBefore = w.sim.calls().length;
+    clockOffset.ms = 10 * 60_000; // the process was down for ten minutes
+    const restartedAt = clock.now();
+    await w.engine.start();
+    const outcomes = await settleAll(w, ids);
+    expect(outcomes.map((o) => o.status)).toEqual(['cancelled', 'cancelled', 'cancelled']);
+    const after = w.sim.calls().slice(callsBefore);
+    // One last look each, then the cancel: no schedule wait (a 2 s interval would be 2,000 simulated ms).
+    for (const id of ids) {
+      const own = after.filter((c) => c.paymentRequestId === id);
+      expect(own.map((c) => c.api)).toEqual(['inquiryPayment', 'cancelPayment']);
+      expect((own[1]?.at ?? 0) - restartedAt).toBeLessThan(1_500);
+    }
+  });
+});
+
+describe('input and notifications at the edge', () => {
+  it.each([
+    ['an ID of 65 characters', { paymentRequestId: 'x'.repeat(65) }],
+    ['an empty ID', { paymentRequestId: '' }],
+    ['a decimal amount', { paymentRequestId: 'B-1', amount: { currency: 'JPY', value: '1.5' } }],
+    ['an expiry in the past', { paymentRequestId: 'B-2', paymentExpiryTime: '2020-01-01T00:00:00+08:00' }],
+    ['an unknown field', { paymentRequestId: 'B-3', amout: 1 }],
+    ['a bad policy', { paymentRequestId: 'B-4', policy: { maxInquiries: -1 } }],
+  ])('track refuses %s with INVALID_INPUT and stores nothing', async (_name, input) => {
+    const w = await world();
+    await expect(w.engine.track(input as never)).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+    expect(await w.store.list()).toEqual([]);
+  });
+
+  it('track is idempotent, even when called twice at once', async () => {
+    const w = await world();
+    const order = w.sim.createOrder({ paymentRequestId: 'I-1', scenario: { decideAfterMs: 3_000 } });
+    const input = { paymentRequestId: 'I-1', amount: order.amount, createdAt: order.createdAt };
+    const [a, b] = await Promise.all([w.engine.track(input), w.engine.track(input)]);
+    expect(a.paymentRequestId).toBe(b.paymentRequestId);
+    expect(w.engine.activeCount).toBe(1);
+    expect((await w.store.list()).length).toBe(1);
+    expect((await w.engine.track(input)).paymentRequestId).toBe('I-1');
+  });
+
+  async function postNotification(
+    w: World,
+    body: string,
+    sign: 'good' | 'none' | 'forged' | 'tampered' = 'good',
+  ) {
+    const url = new URL(w.notifyUrl);
+    const time = new Date().toISOString();
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      'client-id': 'E2E_CLIENT',
+      'request-time': time,
+    };
+    const forger = generateTestKeyPair();
+    if (sign !== 'none') {
+      // Only the simulator holds Alipay+'s key: sign through a fresh simulator-shaped key for forgeries.
+      const key = sign === 'forged' ? forger.privatePem : undefined;
+      const signedBody = sign === 'tampered' ? body.replace('"S"', '"F"') : body;
+      const content = buildSignContent({
+        method: 'POST',
+        path: url.pathname,
+        clientId: 'E2E_CLIENT',
+        time,
+        body: signedBody,
+      });
+      headers.signature = buildSignatureHeader({ signature: signContent(content, key ?? alipayKeyOf(w)) });
+    }
+    const response = await request(w.notifyUrl, { method: 'POST', headers, body });
+    return {
+      status: response.statusCode,
+      body: (await response.body.json()) as { result: { resultCode: string } },
+    };
+  }
+
+  // The simulator's key is private to it; tests reach it through the test-only e2e keys.
+  function alipayKeyOf(_w: World): string {
+    return testAlipayPrivateKey;
+  }
+  let testAlipayPrivateKey = '';
+
+  it('a forged, unsigned or tampered notification gets 401 and changes nothing; a bad body gets 400', async () => {
+    const alipay = generateTestKeyPair();
+    testAlipayPrivateKey = alipay.privatePem;
+    const w = await world({ simulator: { privateKey: alipay.privatePem } });
+    await payAndTrack(w, 'SEC-1', { decideAfterMs: null, notify: { mode: 'none' } });
+    const paid = JSON.stringify({
+      paymentRequestId: 'SEC-1',
+      paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S' },
+      paymentAmount: { currency: 'JPY', value: '100' },
+    });
+    for (const sign of ['none', 'forged', 'tampered'] as const) {
+      const answer = await postNotification(w, paid, sign);
+      expect(answer.status).toBe(401);
+      expect(answer.body.result.resultCode).toMatch(/INVALID_SIGNATURE/);
+    }
+    const bad = await postNotification(
+      w,
+      JSON.stringify({ paymentRequestId: 'SEC-1', paymentResult: { resultStatus: 'S' } }),
+    );
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body)).toContain('resultCode');
+    expect(await w.store.notifications('SEC-1')).toEqual([]);
+    expect(w.engine.get('SEC-1')?.final).toBe(false);
+    // A genuine one is acked with a signed SUCCESS and decides.
+    const good = await postNotification(w, paid, 'good');
+    expect(good).toMatchObject({ status: 200, body: { result: { resultCode: 'SUCCESS' } } });
+    expect((await w.engine.outcome('SEC-1')).status).toBe('succeeded');
+  });
+
+  it('a duplicate or late notification is acked and recorded, and changes no outcome', async () => {
+    const alipay = generateTestKeyPair();
+    testAlipayPrivateKey = alipay.privatePem;
+    const w = await world({ simulator: { privateKey: alipay.privatePem } });
+    const late: unknown[] = [];
+    w.engine.on('late-notification', (e) => late.push(e));
+    await payAndTrack(w, 'DUP-1', { decideAfterMs: 0, notify: { duplicates: 2 } });
+    const outcome = await w.engine.outcome('DUP-1');
+    const failed = JSON.stringify({
+      paymentRequestId: 'DUP-1',
+      paymentResult: { resultCode: 'RISK_REJECT', resultStatus: 'F' },
+    });
+    expect((await postNotification(w, failed)).status).toBe(200);
+    await eventually(() => late.length >= 1);
+    expect(await w.engine.outcome('DUP-1')).toEqual(outcome);
+    expect((await w.store.notifications('DUP-1')).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('the ack answers within the 5 s Alipay+ waits, signed with the ACQP key', async () => {
+    const w = await world();
+    await payAndTrack(w, 'ACK-1', { decideAfterMs: 0 });
+    await eventually(() => w.sim.notifications().length > 0);
+    expect(w.sim.notifications()[0]).toMatchObject({ result: 'acked', attempt: 1 });
+  });
+});
+
+describe('logging', () => {
+  it('keeps keys and signatures out of every log line', async () => {
+    const lines: string[] = [];
+    const log = (obj: object, msg?: string) => lines.push(JSON.stringify({ ...obj, msg }));
+    const w = await world({ engine: { logger: { debug: log, info: log, warn: log, error: log } } });
+    await payAndTrack(w, 'LOG-1', { decideAfterMs: 0 });
+    await w.engine.outcome('LOG-1');
+    const server = createServer(
+      w.engine.notificationHandler({
+        alipayPublicKey: w.sim.publicKeyPem,
+        privateKey: w.acqp.privatePem,
+        clientId: 'E2E_CLIENT',
+      }),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    await request(`http://127.0.0.1:${port}/alipayplus/notify`, {
+      method: 'POST',
+      headers: {
+        'client-id': 'E2E_CLIENT',
+        'request-time': 'x',
+        signature: 'algorithm=RSA256,keyVersion=1,signature=abc',
+      },
+      body: '{}',
+    });
+    server.close();
+    expect(lines.length).toBeGreaterThan(0);
+    const all = lines.join('\n');
+    expect(all).not.toContain('PRIVATE KEY');
+    expect(all).not.toContain(w.acqp.privatePem.split('\n')[1] ?? 'unreachable');
+    expect(all).not.toMatch(/signature=/);
+  });
+});
