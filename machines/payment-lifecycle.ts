@@ -320,11 +320,20 @@ export const paymentLifecycleMachine = setup({
         failures >= context.policy.maxCancelFailures
       );
     },
+    // Both the planned attempt and the present must be inside the window: after a restore that comes
+    // back past the window's end, the retry timer fires at once too, and must not send a cancel.
     isCancelRetryBeforeWindowEnds: ({ context }) =>
-      (context.cancel?.nextAttemptAt ?? Number.POSITIVE_INFINITY) < context.cancelWindowEndsAt,
+      (context.cancel?.nextAttemptAt ?? Number.POSITIVE_INFINITY) < context.cancelWindowEndsAt &&
+      context.now < context.cancelWindowEndsAt,
   },
   actions: {
     observeTime: assign({ now: ({ context, event }) => timeOf(context, event) }),
+
+    /** After a restore the call in flight is sent again, now: that send is the one that counts. */
+    resendAfterRestore: assign(({ context, event }) => {
+      const now = timeOf(context, event);
+      return { now, lastInquiryAt: now };
+    }),
 
     /** A polling timer fired: the inquiry is sent now, at its deadline. */
     sendInquiry: assign(({ context }) => {
@@ -448,8 +457,12 @@ export const paymentLifecycleMachine = setup({
         const settleParams: SettleParams = { status: params.status, decidedBy };
         if (params.attentionReason) settleParams.attentionReason = params.attentionReason;
         const cancel = context.cancel as CancelProgress;
-        const failures =
-          cancel.failures + (outcome.kind === 'answer' && outcome.result.resultStatus === 'F' ? 1 : 0);
+        // CANCEL_WINDOW_EXCEED is not a refusal: it is not counted among the failures.
+        const refused =
+          outcome.kind === 'answer' &&
+          outcome.result.resultStatus === 'F' &&
+          params.attentionReason !== 'refund-required';
+        const failures = cancel.failures + (refused ? 1 : 0);
         const next = { ...context, now: at, cancel: { ...cancel, failures } };
         return { now: at, cancel: next.cancel, outcome: settle(next, at, settleParams) };
       },
@@ -520,8 +533,8 @@ export const paymentLifecycleMachine = setup({
             // The call actor itself failed (it should not: the client never throws): "no result received".
             onError: { target: 'deciding', actions: 'recordAnswer' },
           },
-          // The invoked call is re-run by the restore itself; RESUME only catches the clock up.
-          on: { RESUME: { actions: 'observeTime' } },
+          // The invoked call is re-run by the restore itself: RESUME records that it was sent again, now.
+          on: { RESUME: { actions: 'resendAfterRestore' } },
         },
         /** A non-final answer was recorded: cancel, wait for the notification, or inquire again. */
         deciding: {
@@ -570,7 +583,7 @@ export const paymentLifecycleMachine = setup({
               actions: ['recordAnswer', { type: 'startCancel', params: { reason: 'expired' } }],
             },
           },
-          on: { RESUME: { actions: 'observeTime' } },
+          on: { RESUME: { actions: 'resendAfterRestore' } },
         },
       },
     },

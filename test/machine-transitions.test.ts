@@ -419,3 +419,43 @@ describe('input', () => {
     );
   });
 });
+
+describe('restores that come back late', () => {
+  it('a restore after the cancel window closed settles attention without sending another cancel', async () => {
+    const input = baseInput({
+      expiresAt: T0 + 60_000,
+      cancelWindowEndsAt: T0 + 30 * 60_000,
+      policy: { inquiryScheduleMs: [1_000], maxInquiries: 1, cancelRetryScheduleMs: [1_000, 3_600_000] },
+    });
+    const h = new LifecycleHarness(input);
+    await h.runUntilCallOrFinal();
+    await h.answer(answers.processing());
+    await h.answer(answers.cancelU());
+    const json = h.persist();
+    h.stop();
+    const restored = await LifecycleHarness.restore(input, json, T0 + 31 * 60_000);
+    await restored.runUntilCallOrFinal();
+    expect(restored.state()).toBe('attention');
+    expect(restored.outcome()?.attentionReason).toBe('cancel-window-closed');
+    expect(restored.cancels()).toHaveLength(0);
+  });
+
+  it('an inquiry re-sent by a restore after expiry is the last look: a non-final answer cancels', async () => {
+    const input = baseInput();
+    const h = new LifecycleHarness(input);
+    await h.runUntilCallOrFinal(); // inquiry at 2 s, in flight
+    const json = h.persist();
+    h.stop();
+    const restored = await LifecycleHarness.restore(input, json, T0 + 120_000);
+    expect(restored.pending()?.sentAt).toBe(T0 + 120_000);
+    await restored.answer(answers.processing());
+    expect(restored.state()).toBe('cancelling.requesting');
+    expect(restored.inquiries()).toHaveLength(1);
+  });
+
+  it('CANCEL_WINDOW_EXCEED is not counted as a refused cancel', async () => {
+    const h = await intoCancelling();
+    await h.answer(answers.cancelF('CANCEL_WINDOW_EXCEED'));
+    expect(h.context().cancel?.failures).toBe(0);
+  });
+});
