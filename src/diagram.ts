@@ -66,3 +66,15 @@ export function lifecycleMermaid(): string {
   render(paymentLifecycleMachine.root, '  ', lines);
   return `${lines.join('\n')}\n`;
 }
+
+const START = /<!-- lifecycle-diagram:start[^>]*-->/;
+const END = '<!-- lifecycle-diagram:end -->';
+
+/** Replaces the block between the lifecycle-diagram markers of a Markdown text with the diagram. */
+export function embedDiagram(markdown: string): string {
+  const start = START.exec(markdown);
+  const end = markdown.indexOf(END);
+  if (!start || end < start.index) return markdown;
+  const head = markdown.slice(0, start.index + start[0].length);
+  return `${head}\n\`\`\`mermaid\n${lifecycleMermaid()}\`\`\`\n${markdown.slice(end)}`;
+}

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { lifecycleJson, lifecycleMermaid } from '../src/diagram.js';
+import { embedDiagram, lifecycleJson, lifecycleMermaid } from '../src/diagram.js';
 import { resultTableMarkdown } from '../src/result-table-doc.js';
 
 const committed = (path: string) => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8');
@@ -10,8 +10,14 @@ describe('generated docs are up to date (run `npm run diagram` after changing th
     ['docs/lifecycle.mmd', lifecycleMermaid],
     ['docs/lifecycle.json', lifecycleJson],
     ['docs/result-table.md', resultTableMarkdown],
+    ['docs/architecture.md', () => embedDiagram(committed('docs/architecture.md'))],
+    ['README.md', () => embedDiagram(committed('README.md'))],
   ])('%s', (path, generate) => {
     expect(committed(path)).toBe(generate());
+  });
+
+  it('architecture.md embeds the diagram', () => {
+    expect(committed('docs/architecture.md')).toContain(lifecycleMermaid());
   });
 
   it('the diagram shows every state and every guard of the decision table', () => {

@@ -1,0 +1,171 @@
+/**
+ * The engine under load, against the simulator in another process. Prints, with the machine:
+ * - the raw bound: a loop of one RSA-2048 sign + one verify in this process (the physical limit of a
+ *   signing client), and signed inquiries per second through the engine, as a ratio of it;
+ * - heap per in-flight payment at 10,000 concurrent payments;
+ * - timer lateness (p50/p99) at 10,000 concurrent payments.
+ * Asserts nothing about time. Run: node --expose-gc --import tsx bench/engine.ts
+ */
+import { spawn } from 'node:child_process';
+import { generateKeyPairSync, sign, verify } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import {
+  createAlipayPlusClient,
+  createPaymentEngine,
+  type EngineClock,
+  type LifecycleStore,
+  memoryStore,
+  sqliteStore,
+  systemClock,
+} from '../src/index.js';
+import { machineLine, median, percentile } from './machine.js';
+
+const PAYMENTS = Number(process.env.BENCH_PAYMENTS ?? 10_000);
+const CLIENT_ID = 'BENCH_CLIENT';
+
+const acqp = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const acqpPublicPem = acqp.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+
+async function startSimulator() {
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./simulator-process.ts', import.meta.url).pathname], {
+    env: { ...process.env, SIM_CLIENT_ID: CLIENT_ID, SIM_ACQP_PUBLIC_KEY: acqpPublicPem },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const line = await new Promise<string>((resolve) => createInterface({ input: child.stdout }).once('line', resolve));
+  return { child, ...(JSON.parse(line) as { url: string; publicKey: string }) };
+}
+
+function rawBound(seconds: number): number {
+  const content = Buffer.from(`POST /aps/api/v1/payments/inquiryPayment\n${CLIENT_ID}.2026-01-01T00:00:00Z.{"paymentRequestId":"b"}`);
+  const signature = sign('sha256', content, acqp.privateKey);
+  const start = performance.now();
+  let n = 0;
+  while (performance.now() - start < seconds * 1000) {
+    sign('sha256', content, acqp.privateKey);
+    verify('sha256', content, acqp.publicKey, signature);
+    n++;
+  }
+  return n / ((performance.now() - start) / 1000);
+}
+
+/** Wraps a clock to record how late each timer fires. */
+function lateClock(base: EngineClock, lateness: number[]): EngineClock {
+  return {
+    now: base.now,
+    setTimeout(fn, ms) {
+      const due = performance.now() + ms;
+      return base.setTimeout(() => {
+        lateness.push(performance.now() - due);
+        fn();
+      }, ms);
+    },
+    clearTimeout: base.clearTimeout,
+  };
+}
+
+const gc = (globalThis as { gc?: () => void }).gc;
+const heap = () => {
+  gc?.();
+  gc?.();
+  return process.memoryUsage().heapUsed;
+};
+
+async function phase(
+  name: string,
+  sim: { url: string; publicKey: string },
+  policy: { inquiryScheduleMs: number[] },
+  seconds: number,
+  store: LifecycleStore,
+) {
+  const client = createAlipayPlusClient({
+    baseUrl: sim.url,
+    clientId: CLIENT_ID,
+    privateKey: acqp.privateKey,
+    alipayPublicKey: sim.publicKey,
+    connections: 64,
+  });
+  const lateness: number[] = [];
+  let inquiries = 0;
+  const counting = {
+    inquiryPayment: async (...args: Parameters<typeof client.inquiryPayment>) => {
+      const outcome = await client.inquiryPayment(...args);
+      if (outcome.kind === 'answer') inquiries++;
+      return outcome;
+    },
+    cancelPayment: client.cancelPayment,
+  };
+  const engine = createPaymentEngine({
+    client: counting,
+    store,
+    clock: lateClock(systemClock, lateness),
+    policy: { ...policy, maxInquiries: 100_000 },
+  });
+  await engine.start();
+  const before = heap();
+  const now = Date.now();
+  for (let i = 0; i < PAYMENTS; i++) {
+    await engine.track({ paymentRequestId: `${name}-${i}`, createdAt: now, paymentExpiryTime: now + 3_600_000 });
+  }
+  const afterTrack = heap();
+  // Let the first inquiries spread out, then measure over a window.
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  lateness.length = 0;
+  const startCount = inquiries;
+  const start = performance.now();
+  const windows: number[] = [];
+  let last = inquiries;
+  for (let s = 0; s < seconds; s++) {
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    windows.push(inquiries - last);
+    last = inquiries;
+  }
+  const rate = (inquiries - startCount) / ((performance.now() - start) / 1000);
+  const inFlightHeap = heap();
+  await engine.stop();
+  await client.close();
+  return {
+    rate,
+    medianPerSecond: median(windows),
+    heapPerPayment: (afterTrack - before) / PAYMENTS,
+    heapPerPaymentRunning: (inFlightHeap - before) / PAYMENTS,
+    lateP50: percentile(lateness, 50),
+    lateP99: percentile(lateness, 99),
+    timers: lateness.length,
+  };
+}
+
+export async function runEngineBench(): Promise<void> {
+  console.log('## engine (bench/engine.ts)');
+  console.log(machineLine());
+  if (!gc) console.log('note: run with --expose-gc for exact heap figures');
+  const sim = await startSimulator();
+  const dir = mkdtempSync(join(tmpdir(), 'apl-bench-'));
+  try {
+    const bound = rawBound(3);
+    const sync = (process.env.BENCH_SYNC ?? 'FULL') as 'FULL' | 'NORMAL';
+    const makeStore = (file: string) => (process.env.BENCH_STORE === 'memory' ? memoryStore() : sqliteStore(join(dir, file), { synchronous: sync }));
+    const steady = await phase('steady', sim, { inquiryScheduleMs: [10_000] }, 10, makeStore('steady.db'));
+    const saturated = await phase('saturated', sim, { inquiryScheduleMs: [200] }, 10, makeStore('sat.db'));
+    const boundAfter = rawBound(3);
+    const rawMedian = median([bound, boundAfter]);
+    console.log(`payments in flight: ${PAYMENTS}, store: SQLite (WAL, synchronous=FULL), simulator in its own process`);
+    console.log(`raw bound (sign+verify loop, this process): ${rawMedian.toFixed(0)}/s (before ${bound.toFixed(0)}, after ${boundAfter.toFixed(0)})`);
+    console.log(
+      `saturated: signed inquiries through the engine ${saturated.rate.toFixed(0)}/s (median second ${saturated.medianPerSecond}), ratio to raw bound ${(saturated.rate / rawMedian).toFixed(2)}`,
+    );
+    console.log(
+      `steady (1 inquiry / 10 s each): ${steady.rate.toFixed(0)} inquiries/s; timer lateness p50 ${steady.lateP50.toFixed(1)} ms, p99 ${steady.lateP99.toFixed(1)} ms over ${steady.timers} timers`,
+    );
+    console.log(
+      `heap per in-flight payment: ${(steady.heapPerPayment / 1024).toFixed(2)} KiB after tracking, ${(steady.heapPerPaymentRunning / 1024).toFixed(2)} KiB while polling`,
+    );
+    console.log(`saturated timer lateness: p50 ${saturated.lateP50.toFixed(1)} ms, p99 ${saturated.lateP99.toFixed(1)} ms`);
+  } finally {
+    sim.child.kill('SIGTERM');
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await runEngineBench();
