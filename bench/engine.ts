@@ -30,16 +30,24 @@ const acqp = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const acqpPublicPem = acqp.publicKey.export({ type: 'spki', format: 'pem' }).toString();
 
 async function startSimulator() {
-  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./simulator-process.ts', import.meta.url).pathname], {
-    env: { ...process.env, SIM_CLIENT_ID: CLIENT_ID, SIM_ACQP_PUBLIC_KEY: acqpPublicPem },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const line = await new Promise<string>((resolve) => createInterface({ input: child.stdout }).once('line', resolve));
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', new URL('./simulator-process.ts', import.meta.url).pathname],
+    {
+      env: { ...process.env, SIM_CLIENT_ID: CLIENT_ID, SIM_ACQP_PUBLIC_KEY: acqpPublicPem },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const line = await new Promise<string>((resolve) =>
+    createInterface({ input: child.stdout }).once('line', resolve),
+  );
   return { child, ...(JSON.parse(line) as { url: string; publicKey: string }) };
 }
 
 function rawBound(seconds: number): number {
-  const content = Buffer.from(`POST /aps/api/v1/payments/inquiryPayment\n${CLIENT_ID}.2026-01-01T00:00:00Z.{"paymentRequestId":"b"}`);
+  const content = Buffer.from(
+    `POST /aps/api/v1/payments/inquiryPayment\n${CLIENT_ID}.2026-01-01T00:00:00Z.{"paymentRequestId":"b"}`,
+  );
   const signature = sign('sha256', content, acqp.privateKey);
   const start = performance.now();
   let n = 0;
@@ -89,10 +97,12 @@ async function phase(
   });
   const lateness: number[] = [];
   let inquiries = 0;
+  const noResults = new Map<string, number>();
   const counting = {
     inquiryPayment: async (...args: Parameters<typeof client.inquiryPayment>) => {
       const outcome = await client.inquiryPayment(...args);
       if (outcome.kind === 'answer') inquiries++;
+      else noResults.set(outcome.reason, (noResults.get(outcome.reason) ?? 0) + 1);
       return outcome;
     },
     cancelPayment: client.cancelPayment,
@@ -106,12 +116,15 @@ async function phase(
   await engine.start();
   const before = heap();
   const now = Date.now();
+  const interval = policy.inquiryScheduleMs[0] ?? 1_000;
   for (let i = 0; i < PAYMENTS; i++) {
-    await engine.track({ paymentRequestId: `${name}-${i}`, createdAt: now, paymentExpiryTime: now + 3_600_000 });
+    // Payments arrive spread over one polling interval, as they do in a service: no thundering herd.
+    const createdAt = now - Math.floor((i / PAYMENTS) * interval);
+    await engine.track({ paymentRequestId: `${name}-${i}`, createdAt, paymentExpiryTime: now + 3_600_000 });
   }
   const afterTrack = heap();
-  // Let the first inquiries spread out, then measure over a window.
-  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  // One whole interval first, so that every payment is in its steady rhythm; then measure.
+  await new Promise((resolve) => setTimeout(resolve, Math.max(2_000, interval)));
   lateness.length = 0;
   const startCount = inquiries;
   const start = performance.now();
@@ -123,6 +136,8 @@ async function phase(
     last = inquiries;
   }
   const rate = (inquiries - startCount) / ((performance.now() - start) / 1000);
+  if (noResults.size > 0)
+    console.log(`${name}: no-result answers ${JSON.stringify(Object.fromEntries(noResults))}`);
   const inFlightHeap = heap();
   await engine.stop();
   await client.close();
@@ -146,13 +161,20 @@ export async function runEngineBench(): Promise<void> {
   try {
     const bound = rawBound(3);
     const sync = (process.env.BENCH_SYNC ?? 'FULL') as 'FULL' | 'NORMAL';
-    const makeStore = (file: string) => (process.env.BENCH_STORE === 'memory' ? memoryStore() : sqliteStore(join(dir, file), { synchronous: sync }));
+    const makeStore = (file: string) =>
+      process.env.BENCH_STORE === 'memory'
+        ? memoryStore()
+        : sqliteStore(join(dir, file), { synchronous: sync });
     const steady = await phase('steady', sim, { inquiryScheduleMs: [10_000] }, 10, makeStore('steady.db'));
     const saturated = await phase('saturated', sim, { inquiryScheduleMs: [200] }, 10, makeStore('sat.db'));
     const boundAfter = rawBound(3);
     const rawMedian = median([bound, boundAfter]);
-    console.log(`payments in flight: ${PAYMENTS}, store: SQLite (WAL, synchronous=FULL), simulator in its own process`);
-    console.log(`raw bound (sign+verify loop, this process): ${rawMedian.toFixed(0)}/s (before ${bound.toFixed(0)}, after ${boundAfter.toFixed(0)})`);
+    console.log(
+      `payments in flight: ${PAYMENTS}, store: SQLite (WAL, synchronous=FULL), simulator in its own process`,
+    );
+    console.log(
+      `raw bound (sign+verify loop, this process): ${rawMedian.toFixed(0)}/s (before ${bound.toFixed(0)}, after ${boundAfter.toFixed(0)})`,
+    );
     console.log(
       `saturated: signed inquiries through the engine ${saturated.rate.toFixed(0)}/s (median second ${saturated.medianPerSecond}), ratio to raw bound ${(saturated.rate / rawMedian).toFixed(2)}`,
     );
@@ -162,7 +184,9 @@ export async function runEngineBench(): Promise<void> {
     console.log(
       `heap per in-flight payment: ${(steady.heapPerPayment / 1024).toFixed(2)} KiB after tracking, ${(steady.heapPerPaymentRunning / 1024).toFixed(2)} KiB while polling`,
     );
-    console.log(`saturated timer lateness: p50 ${saturated.lateP50.toFixed(1)} ms, p99 ${saturated.lateP99.toFixed(1)} ms`);
+    console.log(
+      `saturated timer lateness: p50 ${saturated.lateP50.toFixed(1)} ms, p99 ${saturated.lateP99.toFixed(1)} ms`,
+    );
   } finally {
     sim.child.kill('SIGTERM');
   }

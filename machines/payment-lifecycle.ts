@@ -492,7 +492,7 @@ export const paymentLifecycleMachine = setup({
       expiresAt: resolved.expiresAt,
       cancelWindowEndsAt: resolved.cancelWindowEndsAt,
       policy: resolved.policy,
-      now: resolved.createdAt,
+      now: resolved.startedAt,
       nextInquiryAt: Math.min(
         resolved.createdAt + scheduleAt(resolved.policy.inquiryScheduleMs, 0),
         resolved.expiresAt,

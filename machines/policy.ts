@@ -44,6 +44,11 @@ export const LifecycleInput = z
     amount: Amount.optional(),
     createdAt: z.number().int().nonnegative(),
     expiresAt: z.number().int().nonnegative().optional(),
+    /**
+     * When the lifecycle starts, i.e. now (epoch ms); default `createdAt`. A payment tracked some time
+     * after its creation keeps its absolute deadlines: its first wait is measured from here.
+     */
+    startedAt: z.number().int().nonnegative().optional(),
     /** The end of the cancel window; by default 00:15 UTC+8 on the day after `createdAt`. */
     cancelWindowEndsAt: z.number().int().nonnegative().optional(),
     policy: LifecyclePolicy.prefault({}),
@@ -65,6 +70,7 @@ export interface ResolvedLifecycleInput {
   paymentId?: string;
   amount?: { currency: string; value: string };
   createdAt: number;
+  startedAt: number;
   expiresAt: number;
   cancelWindowEndsAt: number;
   policy: ResolvedPolicy;
@@ -85,6 +91,7 @@ export function resolveLifecycleInput(input: LifecycleInput): ResolvedLifecycleI
   const resolved: ResolvedLifecycleInput = {
     paymentRequestId: parsed.paymentRequestId,
     createdAt: parsed.createdAt,
+    startedAt: Math.max(parsed.createdAt, parsed.startedAt ?? parsed.createdAt),
     expiresAt: parsed.expiresAt ?? parsed.createdAt + parsed.policy.defaultExpiryMs,
     cancelWindowEndsAt: parsed.cancelWindowEndsAt ?? defaultCancelWindowEnd(parsed.createdAt),
     policy: parsed.policy,

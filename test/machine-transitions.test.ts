@@ -459,3 +459,23 @@ describe('restores that come back late', () => {
     expect(h.context().cancel?.failures).toBe(0);
   });
 });
+
+describe('a payment tracked after its creation', () => {
+  it('keeps its absolute deadlines: the first inquiry is at createdAt + the first interval, or at once if that passed', async () => {
+    const late = new LifecycleHarness(baseInput({ startedAt: T0 + 1_500 }), undefined, T0 + 1_500);
+    expect(late.context().now).toBe(T0 + 1_500);
+    await late.runUntilCallOrFinal();
+    expect(late.pending()?.sentAt).toBe(T0 + 2_000);
+    const later = new LifecycleHarness(baseInput({ startedAt: T0 + 50_000 }), undefined, T0 + 50_000);
+    await later.runUntilCallOrFinal();
+    expect(later.pending()?.sentAt).toBe(T0 + 50_000);
+  });
+
+  it('measures the expiry from creation, not from tracking', async () => {
+    const h = new LifecycleHarness(baseInput({ startedAt: T0 + 55_000 }), undefined, T0 + 55_000);
+    h.autoInquiry = () => answers.processing();
+    await h.runUntilCallOrFinal();
+    expect(h.inquiries().map((c) => c.sentAt - T0)).toEqual([55_000, 57_000, 60_000]);
+    expect(h.state()).toBe('cancelling.requesting');
+  });
+});

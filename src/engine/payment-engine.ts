@@ -14,7 +14,7 @@ import {
   resolveLifecycleInput,
 } from '../../machines/policy.js';
 import type { AlipayPlusClient } from '../client/alipayplus-client.js';
-import type { CancelOutcome, InquiryOutcome } from '../client/answers.js';
+import type { CancelOutcome, InquiryOutcome, NoResult } from '../client/answers.js';
 import { AlipayPlusLifecycleError } from '../errors.js';
 import type { NotifyPaymentRequest } from '../protocol/notify-payment.js';
 import { sqliteStore } from '../stores/sqlite-store.js';
@@ -26,6 +26,7 @@ import type {
   StoredNotification,
 } from '../stores/store.js';
 import { parseOrThrow } from '../validate.js';
+import { CallLimiter } from './call-limiter.js';
 import { type EngineClock, systemClock } from './clock.js';
 import { type Logger, silentLogger } from './logger.js';
 import {
@@ -51,6 +52,8 @@ export interface PaymentEngineOptions {
   onSettled?: (outcome: LifecycleOutcome) => void | Promise<void>;
   /** Receives XState inspection events of every lifecycle (e.g. the Stately inspector's `inspect`). */
   inspect?: (event: InspectionEvent) => void;
+  /** Alipay+ calls in flight at most; the others wait, unsigned. Default 256. */
+  maxConcurrentCalls?: number;
 }
 
 /** What `engine.get()` shows of one payment. */
@@ -182,9 +185,12 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   let flushScheduled = false;
   let flushing: Promise<void> | undefined;
   const flushListeners: (() => void)[] = [];
+  // Only the payments that changed: a flush must not walk every payment in memory.
+  const dirty = new Set<Entry>();
 
   function schedulePersist(entry: Entry): void {
     entry.dirty = true;
+    dirty.add(entry);
     if (flushScheduled) return;
     flushScheduled = true;
     setImmediate(() => void flush());
@@ -193,7 +199,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   async function flush(): Promise<void> {
     flushScheduled = false;
     if (flushing) await flushing; // one flush at a time, in order
-    const batch = [...entries.values()].filter((e) => e.dirty && !e.stopped);
+    const batch = [...dirty].filter((e) => e.dirty && !e.stopped);
+    dirty.clear();
     if (batch.length === 0) return notifyFlushed();
     const writes: LifecycleWrite[] = batch.map((entry) => {
       const write: LifecycleWrite = {
@@ -229,6 +236,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
           entry.audit = [...write.audit, ...entry.audit];
           entry.appliedNotifications = [...write.appliedNotifications, ...entry.appliedNotifications];
           entry.dirty = true;
+          dirty.add(entry);
         }
         setTimeout(() => schedulePersistAll(), 200).unref();
       }
@@ -240,8 +248,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   }
 
   function schedulePersistAll(): void {
-    const dirty = [...entries.values()].find((e) => e.dirty);
-    if (dirty) schedulePersist(dirty);
+    const first = dirty.values().next().value;
+    if (first) schedulePersist(first);
   }
 
   function notifyFlushed(): void {
@@ -297,17 +305,27 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
 
   // ---- the machine, with the engine's calls -----------------------------------------------------
 
+  const limiter = new CallLimiter(options.maxConcurrentCalls ?? 256);
+  const abortedCall = (): NoResult => ({
+    kind: 'no-result',
+    reason: 'aborted',
+    detail: 'aborted while waiting to be sent',
+  });
+
   const machine = paymentLifecycleMachine.provide({
     actors: {
       inquiryPayment: fromPromise<CallResult<InquiryOutcome>, CallInput>(async ({ input, signal }) => ({
-        outcome: await client.inquiryPayment(input.ref, { signal }),
+        outcome: await limiter.run(signal, () => client.inquiryPayment(input.ref, { signal }), abortedCall),
         at: clock.now(),
       })),
       cancelPayment: fromPromise<CallResult<CancelOutcome>, CallInput>(async ({ input, signal }) => {
         const entry = entries.get(input.paymentRequestId);
         // A cancel goes out only once "cancelling" is durable: a crash now cannot forget that it was sent.
         if (entry) await durable(entry);
-        return { outcome: await client.cancelPayment(input.ref, { signal }), at: clock.now() };
+        return {
+          outcome: await limiter.run(signal, () => client.cancelPayment(input.ref, { signal }), abortedCall),
+          at: clock.now(),
+        };
       }),
     },
   });
@@ -514,6 +532,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     const input: LifecycleInput = {
       paymentRequestId: id,
       createdAt,
+      startedAt: now,
       policy: { ...(options.policy ?? {}), ...(parsed.policy ?? {}) } as LifecyclePolicyInput,
     };
     if (parsed.paymentId) input.paymentId = parsed.paymentId;
