@@ -9,6 +9,7 @@ const simulator = createSimulator({
   acqpPublicKey: process.env.SIM_ACQP_PUBLIC_KEY ?? '',
   seed: 1,
   holdMs: 5_000,
+  signatureCache: process.env.SIM_SIGNATURE_CACHE !== '0',
 });
 const url = await simulator.start();
 process.stdout.write(`${JSON.stringify({ url, publicKey: simulator.publicKeyPem })}\n`);

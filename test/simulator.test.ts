@@ -16,7 +16,10 @@ const T0 = Date.UTC(2026, 0, 15, 3, 0, 0); // 11:00 UTC+8
 let t = T0;
 const open: { sim: Simulator; client: AlipayPlusClient }[] = [];
 
-async function setup(options: Partial<SimulatorOptions> = {}, timeouts = { inquiryMs: 400, cancelMs: 400 }) {
+async function setup(
+  options: Partial<SimulatorOptions> = {},
+  timeouts = { inquiryMs: 1_500, cancelMs: 1_500 },
+) {
   t = T0;
   const sim = createSimulator({
     clientId: CLIENT_ID,
@@ -285,7 +288,7 @@ describe('faults: each lands as the client outcome it imitates', () => {
   };
 
   it.each(FAULT_KINDS)('%s', async (kind) => {
-    const { sim, client } = await setup({ holdMs: 2_000 });
+    const { sim, client } = await setup({ holdMs: 5_000 });
     sim.createOrder({
       paymentRequestId: `F-${kind}`,
       scenario: { decideAfterMs: 0, faults: { sequence: [kind], latencyMs: [60, 60] } },
@@ -641,5 +644,17 @@ describe('mixes and time', () => {
     expect(() => createSimulator({ clientId: 'C', acqpPublicKey: 'nonsense' })).toThrowError(
       expect.objectContaining({ code: 'KEY_FORMAT' }),
     );
+  });
+});
+
+describe('signature cache (load tests)', () => {
+  it('reuses one valid signature for identical answers within a second', async () => {
+    const { sim, client } = await setup({ signatureCache: true });
+    const a = await client.inquiryPayment(ref('UNKNOWN-1'));
+    const b = await client.inquiryPayment(ref('UNKNOWN-2'));
+    expect(a).toMatchObject({ kind: 'answer', result: { resultCode: 'ORDER_NOT_EXIST' } });
+    expect(b).toMatchObject({ kind: 'answer', result: { resultCode: 'ORDER_NOT_EXIST' } });
+    expect(a.kind === 'answer' && b.kind === 'answer' && a.responseTime === b.responseTime).toBe(true);
+    expect(sim.calls()).toHaveLength(2);
   });
 });

@@ -1,4 +1,4 @@
-import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPair, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { z } from 'zod';
@@ -70,6 +70,12 @@ const SimulatorOptions = z
     /** Real ms a `timeout` fault holds a request before dropping it. */
     holdMs: z.number().int().positive().default(30_000),
     tickMs: z.number().int().positive().default(5),
+    /**
+     * For load tests: answers with the same body in the same second reuse one signature (the
+     * response-time is then whole seconds), so that the simulator's own RSA work does not limit the
+     * client it measures. Every answer is still validly signed.
+     */
+    signatureCache: z.boolean().default(false),
   })
   .strict();
 
@@ -147,10 +153,15 @@ export function createSimulator(options: SimulatorOptions): Simulator {
   const privateKey: KeyObject = config.privateKey
     ? loadPrivateKey(config.privateKey)
     : generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
-  // Signs the `wrong-signature` fault: a valid RSA signature by a key nobody trusts. Made on first use.
-  let strangerKey: KeyObject | undefined;
+  // Signs the `wrong-signature` fault: a valid RSA signature by a key nobody trusts. Generated off
+  // the event loop, on first need.
+  let strangerKey: Promise<KeyObject> | undefined;
   const stranger = () => {
-    strangerKey ??= generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+    strangerKey ??= new Promise<KeyObject>((resolve, reject) =>
+      generateKeyPair('rsa', { modulusLength: 2048 }, (error, _publicKey, key) =>
+        error ? reject(error) : resolve(key),
+      ),
+    );
     return strangerKey;
   };
   const publicPem = createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString();
@@ -318,6 +329,7 @@ export function createSimulator(options: SimulatorOptions): Simulator {
 
   let server: Server | undefined;
   let url = '';
+  const signatures = new Map<string, string>();
   const sockets = new Set<Socket>();
   const held = new Set<ServerResponse>();
 
@@ -337,11 +349,20 @@ export function createSimulator(options: SimulatorOptions): Simulator {
   ): Promise<void> {
     const headers: Record<string, string> = { ...jsonHeaders };
     if (mode !== 'missing') {
-      const time = new Date(now()).toISOString();
-      const signature = await signContentAsync(
-        buildSignContent({ method: 'POST', path, clientId, time, body }),
-        mode === 'wrong' ? stranger() : privateKey,
-      );
+      const cacheable = config.signatureCache && mode === 'good';
+      const time = new Date(cacheable ? Math.floor(now() / 1000) * 1000 : now()).toISOString();
+      const key = `${path}\n${clientId}\n${time}\n${body}`;
+      let signature = cacheable ? signatures.get(key) : undefined;
+      if (signature === undefined) {
+        signature = await signContentAsync(
+          buildSignContent({ method: 'POST', path, clientId, time, body }),
+          mode === 'wrong' ? await stranger() : privateKey,
+        );
+        if (cacheable) {
+          if (signatures.size >= 1_000) signatures.clear();
+          signatures.set(key, signature);
+        }
+      }
       headers['response-time'] = time;
       headers.signature = buildSignatureHeader({ signature });
     }
