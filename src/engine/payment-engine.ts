@@ -106,6 +106,8 @@ interface Entry {
   appliedNotifications: string[];
   stopped: boolean;
   settling: boolean;
+  /** The external event being sent right now (for the audit log). */
+  sending: LifecycleEvent | undefined;
 }
 
 /** The engine's interface: see {@link createPaymentEngine}. */
@@ -330,15 +332,38 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     },
   });
 
-  function observe(entry: Entry, inspection: InspectionEvent): void {
-    options.inspect?.(inspection);
-    if (inspection.type !== '@xstate.snapshot' || inspection.actorRef !== entry.actor || entry.stopped)
-      return;
-    const snapshot = inspection.snapshot as LifecycleSnapshot;
-    if (snapshot === entry.lastSnapshot) return;
+  /**
+   * The event behind a snapshot when no inspector is attached (inspection costs an object per
+   * action and event on every lifecycle): external events are the ones the engine is sending;
+   * internal ones follow from the state they leave.
+   */
+  function inferredEvent(entry: Entry, to: string): { type: string } {
+    if (entry.sending) return entry.sending;
+    const from = entry.state;
+    if (from.endsWith('.pending')) return { type: 'xstate.after.untilNextInquiry' };
+    if (from.endsWith('.waiting')) return { type: 'xstate.after.untilExpiry' };
+    if (from.endsWith('.retryWait')) {
+      return {
+        type: to === 'attention' ? 'xstate.after.untilCancelWindowEnds' : 'xstate.after.untilCancelRetry',
+      };
+    }
+    return { type: 'xstate.done.actor' };
+  }
+
+  function send(entry: Entry, event: LifecycleEvent): void {
+    entry.sending = event;
+    try {
+      entry.actor.send(event);
+    } finally {
+      entry.sending = undefined;
+    }
+  }
+
+  function observe(entry: Entry, snapshot: LifecycleSnapshot, cause: unknown): void {
+    if (entry.stopped || snapshot === entry.lastSnapshot) return;
     entry.lastSnapshot = snapshot;
     const to = stateString(snapshot.value);
-    const event = inspection.event as { type: string; at?: number };
+    const event = (cause ?? inferredEvent(entry, to)) as { type: string; at?: number };
     const from = entry.state;
     entry.state = to;
     if (event.type === 'xstate.init') return;
@@ -376,16 +401,29 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       appliedNotifications: [],
       stopped: false,
       settling: false,
+      sending: undefined,
     } as unknown as Entry;
+    const { inspect } = options;
     const actor = createActor(machine, {
       input,
       clock: clock as never,
-      inspect: (inspection) => observe(entry, inspection),
       ...(snapshot ? { snapshot: snapshot as Snapshot<unknown> } : {}),
+      ...(inspect
+        ? {
+            inspect: (inspection: InspectionEvent) => {
+              inspect(inspection);
+              if (inspection.type === '@xstate.snapshot' && inspection.actorRef === entry.actor) {
+                observe(entry, inspection.snapshot as LifecycleSnapshot, inspection.event);
+              }
+            },
+          }
+        : {}),
     });
     entry.actor = actor;
     entry.lastSnapshot = actor.getSnapshot();
     entry.state = stateString(entry.lastSnapshot.value);
+    if (!inspect)
+      actor.subscribe({ next: (next) => observe(entry, next, undefined), error: () => undefined });
     return entry;
   }
 
@@ -446,7 +484,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     const entry = entries.get(notification.paymentRequestId);
     if (entry && !entry.stopped && entry.lastSnapshot?.status !== 'done') {
       entry.appliedNotifications.push(notification.id);
-      entry.actor.send({ type: 'NOTIFIED', notification: notification.body, at: clock.now() });
+      send(entry, { type: 'NOTIFIED', notification: notification.body, at: clock.now() });
       await durable(entry).catch(() => undefined);
       return;
     }
@@ -509,7 +547,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     entries.set(entry.id, entry);
     entry.actor.start();
     // XState does not re-arm `after` timers of a restored actor (statelyai/xstate#5331): RESUME does.
-    entry.actor.send({ type: 'RESUME', at: clock.now() } satisfies LifecycleEvent);
+    send(entry, { type: 'RESUME', at: clock.now() });
     return entry;
   }
 
@@ -641,7 +679,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
           );
         return stored;
       }
-      entry.actor.send({ type: 'CLOSE', at: clock.now() });
+      send(entry, { type: 'CLOSE', at: clock.now() });
       return view(entry);
     },
 

@@ -116,17 +116,21 @@ export function sqliteStore(
     return statements as ReturnType<typeof prepare>;
   };
 
-  const params = (record: LifecycleRecord) => ({
+  // The input never changes after the insert: updates do not serialise it again.
+  const changes = (record: LifecycleRecord) => ({
     id: record.paymentRequestId,
     version: record.version,
     state: record.state,
     final: record.final ? 1 : 0,
     settled: record.settledFired ? 1 : 0,
-    input: JSON.stringify(record.input),
     snapshot: JSON.stringify(record.snapshot),
     outcome: record.outcome ? JSON.stringify(record.outcome) : null,
-    createdAt: record.createdAt,
     updatedAt: record.updatedAt,
+  });
+  const params = (record: LifecycleRecord) => ({
+    ...changes(record),
+    input: JSON.stringify(record.input),
+    createdAt: record.createdAt,
   });
 
   const addAudit = (entries: AuditEntry[]) => {
@@ -186,7 +190,7 @@ export function sqliteStore(
         const conflicts: WriteConflict[] = [];
         for (const write of writes) {
           const changed = st().update.run({
-            ...params(write.record),
+            ...changes(write.record),
             expected: write.expectedVersion,
           }).changes;
           if (changed !== 1) {
