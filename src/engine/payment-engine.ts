@@ -18,12 +18,13 @@ import type { CancelOutcome, InquiryOutcome, NoResult } from '../client/answers.
 import { AlipayPlusLifecycleError } from '../errors.js';
 import type { NotifyPaymentRequest } from '../protocol/notify-payment.js';
 import { sqliteStore } from '../stores/sqlite-store.js';
-import type {
-  AuditEntry,
-  LifecycleRecord,
-  LifecycleStore,
-  LifecycleWrite,
-  StoredNotification,
+import {
+  type AuditEntry,
+  isSharedStore,
+  type LifecycleRecord,
+  type LifecycleStore,
+  type LifecycleWrite,
+  type StoredNotification,
 } from '../stores/store.js';
 import { parseOrThrow } from '../validate.js';
 import { CallLimiter } from './call-limiter.js';
@@ -108,6 +109,8 @@ interface Entry {
   settling: boolean;
   /** The external event being sent right now (for the audit log). */
   sending: LifecycleEvent | undefined;
+  /** Notifications already fed to this actor (created on the first one). */
+  seenNotifications?: Set<string>;
 }
 
 /** The engine's interface: see {@link createPaymentEngine}. */
@@ -181,6 +184,9 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   const policies = new Map<string, ReturnType<typeof resolveLifecycleInput>['policy']>();
   let started = false;
   let stopping = false;
+  const shared = isSharedStore(store) ? store : undefined;
+  const background: NodeJS.Timeout[] = [];
+  let unlisten: (() => Promise<void>) | undefined;
 
   // ---- persistence: group commit ---------------------------------------------------------------
 
@@ -324,6 +330,12 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
         const entry = entries.get(input.paymentRequestId);
         // A cancel goes out only once "cancelling" is durable: a crash now cannot forget that it was sent.
         if (entry) await durable(entry);
+        // Nor from a worker whose lease may have run out (paused, partitioned): the lifecycle may
+        // belong to another worker by now. It stops here; the owner decides.
+        if (shared && performance.now() > shared.leaseValidUntil()) {
+          if (entry) stopEntry(entry);
+          return { outcome: abortedCall(), at: clock.now() };
+        }
         return {
           outcome: await limiter.run(signal, () => client.cancelPayment(input.ref, { signal }), abortedCall),
           at: clock.now(),
@@ -483,6 +495,10 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   async function deliverNotification(notification: StoredNotification): Promise<void> {
     const entry = entries.get(notification.paymentRequestId);
     if (entry && !entry.stopped && entry.lastSnapshot?.status !== 'done') {
+      // The handler and an inbox drain can race for the same notification: apply it once.
+      entry.seenNotifications ??= new Set();
+      if (entry.seenNotifications.has(notification.id)) return;
+      entry.seenNotifications.add(notification.id);
       entry.appliedNotifications.push(notification.id);
       send(entry, { type: 'NOTIFIED', notification: notification.body, at: clock.now() });
       await durable(entry).catch(() => undefined);
@@ -556,8 +572,12 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     const stored = await store.load(id);
     if (stored) {
       if (stored.final) return viewOfRecord(stored);
-      const existing = entries.get(id) ?? resume(stored);
-      return view(existing);
+      const existing = entries.get(id);
+      if (existing) return view(existing);
+      if (!shared) return view(resume(stored));
+      // Shared: resume it here only if no other worker holds a live lease on it.
+      const acquired = await shared.acquire(id);
+      return acquired ? view(resume(acquired)) : viewOfRecord(stored);
     }
     const now = clock.now();
     const createdAt = parsed.createdAt ?? now;
@@ -606,6 +626,63 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     return view(entry);
   }
 
+  /** Resumes lifecycles this engine now owns (at start, or adopted from a dead worker). */
+  async function takeOver(records: LifecycleRecord[]): Promise<void> {
+    for (const record of records) {
+      if (record.final) {
+        if (record.outcome) await fireSettlement(record.paymentRequestId, record.outcome);
+        continue;
+      }
+      if (entries.has(record.paymentRequestId)) continue;
+      const entry = resume(record);
+      // A new owner first drains the inbox: notifications that arrived while nobody owned it.
+      await applyInbox(entry);
+    }
+  }
+
+  /** Leases, adoption and notification routing, on real time (not the engine's clock). */
+  async function startSharing(store: NonNullable<typeof shared>): Promise<void> {
+    const every = (ms: number, task: () => Promise<void>) => {
+      let running = false;
+      const timer = setInterval(() => {
+        if (running || stopping) return;
+        running = true;
+        task()
+          .catch((error: unknown) => logger.error({ err: error }, 'scale-out task failed'))
+          .finally(() => {
+            running = false;
+          });
+      }, ms);
+      timer.unref();
+      background.push(timer);
+    };
+    const period = Math.max(200, Math.floor(store.leaseMs / 3));
+    every(period, async () => {
+      const lost = await store.renew([...entries.keys()]);
+      for (const id of lost) {
+        const entry = entries.get(id);
+        if (entry) {
+          logger.warn({ paymentRequestId: id }, 'lease lost; another worker owns this lifecycle now');
+          stopEntry(entry);
+        }
+      }
+    });
+    // Adoption a little off the renewal beat, so that workers do not all query at once.
+    every(period + Math.floor(Math.random() * 100), async () => takeOver(await store.adopt()));
+    // The backstop for a missed LISTEN wake-up.
+    every(period * 2, async () => {
+      for (const id of await store.ownedWithUnappliedNotifications()) {
+        const entry = entries.get(id);
+        if (entry) await applyInbox(entry);
+      }
+    });
+    unlisten = await store.listen((id) => {
+      const entry = entries.get(id);
+      if (entry)
+        void applyInbox(entry).catch((error: unknown) => logger.error({ err: error }, 'inbox failed'));
+    });
+  }
+
   const engine: PaymentEngine = {
     store,
     clock,
@@ -619,15 +696,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       started = true;
       stopping = false;
       const resumable = await store.listResumable();
-      for (const record of resumable) {
-        if (record.final) {
-          if (record.outcome) await fireSettlement(record.paymentRequestId, record.outcome);
-          continue;
-        }
-        if (entries.has(record.paymentRequestId)) continue;
-        const entry = resume(record);
-        await applyInbox(entry);
-      }
+      await takeOver(resumable);
+      if (shared) await startSharing(shared);
       logger.info({ resumed: resumable.length }, 'engine started');
     },
 
@@ -712,9 +782,17 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       if (!started) return;
       stopping = true;
       // Everything already decided reaches the store; nothing after this point is written.
+      for (const timer of background.splice(0)) clearInterval(timer);
       await flush();
       if (flushing) await flushing;
+      const owned = [...entries.keys()];
       for (const entry of [...entries.values()]) stopEntry(entry);
+      if (shared) {
+        await unlisten?.();
+        unlisten = undefined;
+        // Drain: give the leases back so that the other workers adopt at once, not after the lease.
+        await shared.release(owned);
+      }
       if (!options.store) await store.close();
       started = false;
       logger.info({}, 'engine stopped');

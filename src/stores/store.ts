@@ -88,3 +88,34 @@ export interface LifecycleStore {
   /** Every lifecycle (for `status` and reconciliation); newest first, at most `limit`. */
   list(limit?: number): Promise<LifecycleRecord[]>;
 }
+
+/**
+ * What a store adds when several engine processes share it (PostgreSQL): ownership with leases and
+ * fencing, adoption of a dead worker's lifecycles, and notification routing to the owner. The engine
+ * uses these when they are present, and treats every lifecycle as its own when they are not.
+ */
+export interface SharedLifecycleStore extends LifecycleStore {
+  readonly workerId: string;
+  readonly leaseMs: number;
+  /** Takes ownership of one lifecycle if nobody holds a live lease on it; resolves with it then. */
+  acquire(paymentRequestId: string): Promise<LifecycleRecord | undefined>;
+  /** Renews every lease this worker holds, in one statement; resolves with the IDs it no longer owns. */
+  renew(owned: readonly string[]): Promise<string[]>;
+  /** Adopts lifecycles whose lease ran out (this worker's share of them); each comes with a new epoch. */
+  adopt(): Promise<LifecycleRecord[]>;
+  /** Gives leases up (a drain before a deploy), so that other workers adopt at once. */
+  release(paymentRequestIds: readonly string[]): Promise<void>;
+  /** IDs of owned lifecycles with notifications not yet applied (the backstop for missed wake-ups). */
+  ownedWithUnappliedNotifications(): Promise<string[]>;
+  /** Calls `listener` with a payment ID whenever any worker stores a notification for it. */
+  listen(listener: (paymentRequestId: string) => void): Promise<() => Promise<void>>;
+  /**
+   * Until when (performance.now() ms) this worker's leases are surely valid. No side effect (a
+   * cancel) may start after it: the worker may have been paused and its lifecycles adopted.
+   */
+  leaseValidUntil(): number;
+}
+
+export function isSharedStore(store: LifecycleStore): store is SharedLifecycleStore {
+  return typeof (store as Partial<SharedLifecycleStore>).adopt === 'function';
+}

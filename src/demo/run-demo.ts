@@ -1,0 +1,299 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { InspectionEvent } from 'xstate';
+import type { LifecycleOutcome } from '../../machines/outcome.js';
+import { createAlipayPlusClient } from '../client/alipayplus-client.js';
+import { scaledClock } from '../engine/clock.js';
+import { createPaymentEngine } from '../engine/payment-engine.js';
+import type { DeliveryRecord } from '../simulator/notifier.js';
+import type { OrderTruth } from '../simulator/order-book.js';
+import { FAULT_KINDS } from '../simulator/scenario.js';
+import { type CallRecord, createSimulator } from '../simulator/simulator.js';
+import type { LifecycleStore } from '../stores/store.js';
+import { type Reconciliation, reconcile } from './reconcile.js';
+
+/** What `runDemo` takes. Every field but `store` has a default (see docs/configuration.md). */
+export interface DemoOptions {
+  /** Payments to create and track. Default 300. */
+  payments?: number;
+  /** Probability of an injected fault per Alipay+ call, spread evenly over the fault kinds. Default 0.05. */
+  faultRate?: number;
+  /** Seed of the mix draw and of the faults: the same seed replays the same run. Default 1. */
+  seed?: number;
+  /** Simulated ms per real ms, shared by the simulator and the engine. Default 60. */
+  speed?: number;
+  /** Where the engine keeps lifecycles. It must be empty; `runDemo` opens and closes it. */
+  store: LifecycleStore;
+  /** Simulated ms between two new payments. Default 400 (300 payments arrive over two simulated minutes). */
+  arrivalGapMs?: number;
+  /**
+   * Simulated ms to keep waiting for outcomes after the last payment expired. Default 10 minutes:
+   * long enough for a cancel with a few retries, short enough that a lost payment ends the run.
+   */
+  graceMs?: number;
+  /** Receives the XState inspection events of every lifecycle. */
+  inspect?: (event: InspectionEvent) => void;
+  /** Called every `progressIntervalMs` real ms while the demo runs, and once at the end. */
+  onProgress?: (progress: DemoProgress) => void;
+  progressIntervalMs?: number;
+  /** Stops creating payments and waiting; the run then reports what it has. */
+  signal?: AbortSignal;
+}
+
+/** A snapshot of the run, for progress displays. */
+export interface DemoProgress {
+  total: number;
+  created: number;
+  settled: number;
+  /** Lifecycles per top-level state (`awaitingResult`, `cancelling`, `succeeded`, ...). */
+  byState: Record<string, number>;
+  realElapsedMs: number;
+  simElapsedMs: number;
+}
+
+/** Everything a run produced: the report is computed from this. */
+export interface DemoResult {
+  payments: number;
+  faultRate: number;
+  seed: number;
+  speed: number;
+  tracked: string[];
+  outcomes: Map<string, LifecycleOutcome>;
+  truths: OrderTruth[];
+  calls: CallRecord[];
+  notifications: DeliveryRecord[];
+  lateNotifications: number;
+  reconciliation: Reconciliation;
+  realMs: number;
+  simMs: number;
+  /** Why waiting ended: every outcome in, the grace period passed, or the run was interrupted. */
+  ended: 'all-settled' | 'grace-expired' | 'interrupted';
+  engineErrors: string[];
+}
+
+const CLIENT_ID = 'DEMO_ACQP';
+const NOTIFY_PATH = '/alipayplus/notify';
+
+/** Payments are named by seed and number, so a run's IDs (and so its mix draws) replay from its seed. */
+export function demoPaymentId(seed: number, index: number): string {
+  return `DEMO-${seed}-${String(index + 1).padStart(5, '0')}`;
+}
+
+/** The state a progress display shows: the top-level state of the lifecycle. */
+function topState(state: string): string {
+  const dot = state.indexOf('.');
+  return dot === -1 ? state : state.slice(0, dot);
+}
+
+/**
+ * Runs the whole stack in this process on loopback: the Alipay+ simulator (realistic mix, seeded
+ * faults) and the engine share one compressed clock; the engine's notification handler listens on
+ * its own port; payments arrive at a steady pace, and the run ends when every payment has its
+ * outcome (or the grace period after the last expiry passes). Everything it started is stopped
+ * before it resolves, and the store is closed.
+ */
+export async function runDemo(options: DemoOptions): Promise<DemoResult> {
+  const payments = options.payments ?? 300;
+  const faultRate = options.faultRate ?? 0.05;
+  const seed = options.seed ?? 1;
+  const speed = options.speed ?? 60;
+  const gap = options.arrivalGapMs ?? 400;
+  const graceMs = options.graceMs ?? 10 * 60_000;
+  const { store } = options;
+
+  const realStart = Date.now();
+  const clock = scaledClock(speed, realStart, realStart);
+  const acqp = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const acqpPrivatePem = acqp.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const acqpPublicPem = acqp.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+
+  const sim = createSimulator({
+    clientId: CLIENT_ID,
+    acqpPublicKey: acqpPublicPem,
+    now: clock.now,
+    mix: 'realistic',
+    seed,
+    // Spread like `faultRate`, but with latencies that fit a compressed clock: the simulator's
+    // default (up to 1.5 real seconds) would be a minute and a half of simulated time at 60×.
+    ...(faultRate > 0
+      ? {
+          faults: {
+            rates: Object.fromEntries(FAULT_KINDS.map((kind) => [kind, faultRate / FAULT_KINDS.length])),
+            latencyMs: [20, 300] as [number, number],
+          },
+        }
+      : {}),
+    // A `timeout` fault must outlast the client's timeout, or it would not be one.
+    holdMs: 2_000,
+    notifyAckTimeoutMs: 2_000,
+    signatureCache: false,
+  });
+  const baseUrl = await sim.start();
+  const client = createAlipayPlusClient({
+    baseUrl,
+    clientId: CLIENT_ID,
+    privateKey: acqpPrivatePem,
+    alipayPublicKey: sim.publicKeyPem,
+    // Real milliseconds: a second is long for loopback and short enough to keep the run brisk.
+    timeouts: { inquiryMs: 1_000, cancelMs: 1_000 },
+    now: clock.now,
+  });
+
+  const outcomes = new Map<string, LifecycleOutcome>();
+  const states = new Map<string, string>();
+  const engineErrors: string[] = [];
+  let lateNotifications = 0;
+  let allSettled: () => void = () => undefined;
+  const settledAll = new Promise<void>((resolve) => {
+    allSettled = resolve;
+  });
+
+  const engine = createPaymentEngine({
+    client,
+    store,
+    clock,
+    ...(options.inspect ? { inspect: options.inspect } : {}),
+  });
+  engine.on('transition', (t) => states.set(t.paymentRequestId, t.to));
+  engine.on('settled', (outcome) => {
+    outcomes.set(outcome.paymentRequestId, outcome);
+    states.set(outcome.paymentRequestId, outcome.status);
+    if (outcomes.size >= payments) allSettled();
+  });
+  engine.on('late-notification', () => {
+    lateNotifications++;
+  });
+  // An EventEmitter without an 'error' listener throws; the demo reports engine errors instead.
+  engine.on('error', (error) => engineErrors.push(error.message));
+
+  const server = createServer(
+    engine.notificationHandler({
+      path: NOTIFY_PATH,
+      clientId: CLIENT_ID,
+      alipayPublicKey: sim.publicKeyPem,
+      privateKey: acqpPrivatePem,
+    }),
+  );
+  const tracked: string[] = [];
+  let progressTimer: NodeJS.Timeout | undefined;
+  const progress = (): DemoProgress => {
+    const byState: Record<string, number> = {};
+    for (const state of states.values()) {
+      const top = topState(state);
+      byState[top] = (byState[top] ?? 0) + 1;
+    }
+    return {
+      total: payments,
+      created: tracked.length,
+      settled: outcomes.size,
+      byState,
+      realElapsedMs: Date.now() - realStart,
+      simElapsedMs: clock.now() - realStart,
+    };
+  };
+
+  let ended: DemoResult['ended'] = 'all-settled';
+  let truths: OrderTruth[] = [];
+  let calls: CallRecord[] = [];
+  let notifications: DeliveryRecord[] = [];
+  try {
+    await engine.start();
+    const existing = await store.list(1);
+    if (existing.length > 0) {
+      throw new Error(
+        'the store already holds lifecycles: the demo needs an empty one (give --store memory, or a new sqlite:PATH)',
+      );
+    }
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+    const notifyUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}${NOTIFY_PATH}`;
+    if (options.onProgress) {
+      const report = options.onProgress;
+      progressTimer = setInterval(() => report(progress()), options.progressIntervalMs ?? 1_000);
+    }
+
+    const interrupted = new Promise<void>((resolve) => {
+      if (options.signal?.aborted) resolve();
+      options.signal?.addEventListener('abort', () => resolve(), { once: true });
+    });
+    const isInterrupted = () => options.signal?.aborted === true;
+
+    // Arrivals at a steady simulated pace; when the process falls behind, the overdue ones go at once.
+    const simStart = clock.now();
+    let lastExpiry = simStart;
+    while (tracked.length < payments && !isInterrupted()) {
+      const due = Math.min(payments, Math.floor((clock.now() - simStart) / gap) + 1);
+      while (tracked.length < due) {
+        const id = demoPaymentId(seed, tracked.length);
+        const order = sim.createOrder({
+          paymentRequestId: id,
+          amount: { currency: 'JPY', value: String(100 + ((tracked.length * 7_919) % 9_900)) },
+          notifyUrl,
+        });
+        tracked.push(id);
+        states.set(id, 'awaitingResult');
+        lastExpiry = Math.max(lastExpiry, order.expiresAt);
+        const view = await engine.track({
+          paymentRequestId: id,
+          amount: order.amount,
+          createdAt: order.createdAt,
+          paymentExpiryTime: order.expiresAt,
+        });
+        if (!outcomes.has(id)) states.set(id, view.state);
+      }
+      if (tracked.length < payments) {
+        const wait = (simStart + tracked.length * gap - clock.now()) / speed;
+        await new Promise((resolve) => setTimeout(resolve, Math.max(1, wait)));
+      }
+    }
+
+    // Wait for every outcome, or until the grace period after the last expiry has passed.
+    let deadlineTimer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'grace-expired'>((resolve) => {
+      deadlineTimer = setTimeout(
+        () => resolve('grace-expired'),
+        Math.max(0, (lastExpiry + graceMs - clock.now()) / speed),
+      );
+    });
+    if (outcomes.size >= payments) allSettled();
+    ended = await Promise.race([
+      settledAll.then(() => 'all-settled' as const),
+      deadline,
+      interrupted.then(() => 'interrupted' as const),
+    ]);
+    clearTimeout(deadlineTimer);
+    truths = sim.orders();
+    calls = sim.calls();
+    notifications = sim.notifications();
+  } finally {
+    clearInterval(progressTimer);
+    await engine.stop();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await client.close();
+    await sim.stop();
+    await store.close();
+  }
+  options.onProgress?.(progress());
+
+  return {
+    payments,
+    faultRate,
+    seed,
+    speed,
+    tracked,
+    outcomes,
+    truths,
+    calls,
+    notifications,
+    lateNotifications,
+    reconciliation: reconcile(tracked, outcomes, truths, calls),
+    realMs: Date.now() - realStart,
+    simMs: clock.now() - realStart,
+    ended,
+    engineErrors,
+  };
+}

@@ -1,0 +1,464 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { z } from 'zod';
+import { AlipayPlusLifecycleError } from '../errors.js';
+import { parseOrThrow } from '../validate.js';
+import { readMigrations } from './sql-files.js';
+import type {
+  AuditEntry,
+  LifecycleRecord,
+  LifecycleWrite,
+  SharedLifecycleStore,
+  StoredNotification,
+  WriteConflict,
+} from './store.js';
+
+const Options = z
+  .object({
+    pool: z.custom<pg.Pool>((v) => v instanceof pg.Pool, 'must be a pg.Pool').optional(),
+    connectionString: z.string().min(1).optional(),
+    /** This process's name among the workers; default a random UUID. */
+    workerId: z.string().min(1).max(128).optional(),
+    /** How long a lease lasts without renewal. Renewal runs every third of it. */
+    leaseMs: z.number().int().min(1_000).default(15_000),
+    /** The PostgreSQL schema for the tables (created if missing). */
+    schema: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier')
+      .default('alipayplus'),
+    /** Most lifecycles adopted by one worker in one round. */
+    adoptBatch: z.number().int().positive().default(1_000),
+  })
+  .strict()
+  .refine((o) => o.pool || o.connectionString, { message: 'give a pool or a connectionString' });
+
+export type PostgresStoreOptions = z.input<typeof Options>;
+
+interface Row {
+  payment_request_id: string;
+  version: string;
+  state: string;
+  final: boolean;
+  settled_fired: boolean;
+  input: LifecycleRecord['input'];
+  snapshot: unknown;
+  outcome: LifecycleRecord['outcome'] | null;
+  created_at: string;
+  updated_at: string;
+  epoch: string;
+}
+
+function toRecord(row: Row): LifecycleRecord {
+  const record: LifecycleRecord = {
+    paymentRequestId: row.payment_request_id,
+    version: Number(row.version),
+    state: row.state,
+    final: row.final,
+    settledFired: row.settled_fired,
+    input: row.input,
+    snapshot: row.snapshot,
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+  };
+  if (row.outcome) record.outcome = row.outcome;
+  return record;
+}
+
+/**
+ * Lifecycles in PostgreSQL, shared by N engine processes: each lifecycle row has an owner, a fencing
+ * epoch and a lease; writes are conditional on owner and epoch; dead workers' lifecycles are adopted
+ * with `FOR UPDATE SKIP LOCKED`; notifications wake their owner through LISTEN/NOTIFY.
+ */
+export function postgresStore(options: PostgresStoreOptions): SharedLifecycleStore {
+  const config = parseOrThrow(Options, options, 'PostgreSQL store options', 'INVALID_OPTIONS');
+  const workerId = config.workerId ?? randomUUID();
+  const leaseMs = config.leaseMs;
+  const schema = `"${config.schema}"`;
+  const channel = `alipayplus_${config.schema}`;
+  const ownPool = !config.pool;
+  const pool = config.pool ?? new pg.Pool({ connectionString: config.connectionString, max: 10 });
+  /** Epoch per owned lifecycle: every write names it (fencing). */
+  const epochs = new Map<string, number>();
+  // Leases are renewed by wall time measured here: after a pause (SIGSTOP, GC, a frozen VM) this
+  // runs out, and the engine stops starting side effects before anyone could have adopted.
+  let leaseValidUntil = 0;
+  const SAFETY = 0.8;
+  let opened = false;
+
+  const q = <R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]) =>
+    pool.query<R>(text, values as unknown[]);
+
+  async function tx<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  function owned(rows: Row[]): LifecycleRecord[] {
+    for (const row of rows) epochs.set(row.payment_request_id, Number(row.epoch));
+    return rows.map(toRecord);
+  }
+
+  function ensureOpen(): void {
+    if (!opened)
+      throw new AlipayPlusLifecycleError(
+        'INVALID_OPTIONS',
+        'the PostgreSQL store is not open: call open() (engine.start() does)',
+      );
+  }
+
+  const store: SharedLifecycleStore = {
+    workerId,
+    leaseMs,
+
+    async open() {
+      if (opened) return;
+      await tx(async (client) => {
+        // One migrator at a time across all workers.
+        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [
+          `alipayplus-lifecycle:${config.schema}`,
+        ]);
+        await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+        await client.query(
+          `CREATE TABLE IF NOT EXISTS ${schema}.schema_migrations (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+        );
+        const done = new Set(
+          (
+            await client.query<{ version: number }>(`SELECT version FROM ${schema}.schema_migrations`)
+          ).rows.map((r) => r.version),
+        );
+        for (const migration of readMigrations('postgres')) {
+          if (done.has(migration.version)) continue;
+          await client.query(migration.sql.replaceAll('__SCHEMA__', schema));
+          await client.query(`INSERT INTO ${schema}.schema_migrations (version, name) VALUES ($1, $2)`, [
+            migration.version,
+            migration.name,
+          ]);
+        }
+      });
+      await q(
+        `INSERT INTO ${schema}.workers (worker_id, heartbeat_at) VALUES ($1, now())
+         ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now()`,
+        [workerId],
+      );
+      leaseValidUntil = performance.now() + leaseMs * SAFETY;
+      opened = true;
+    },
+
+    async close() {
+      if (ownPool) await pool.end();
+      opened = false;
+    },
+
+    async load(id) {
+      ensureOpen();
+      const { rows } = await q<Row>(`SELECT * FROM ${schema}.lifecycles WHERE payment_request_id = $1`, [id]);
+      return rows[0] && toRecord(rows[0]);
+    },
+
+    async insert(record, audit) {
+      ensureOpen();
+      return tx(async (client) => {
+        const { rows } = await client.query<Row>(
+          `INSERT INTO ${schema}.lifecycles
+             (payment_request_id, version, state, final, settled_fired, input, snapshot, outcome, created_at, updated_at,
+              owner, epoch, lease_expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, now() + $12 * interval '1 millisecond')
+           ON CONFLICT (payment_request_id) DO NOTHING
+           RETURNING *`,
+          [
+            record.paymentRequestId,
+            record.version,
+            record.state,
+            record.final,
+            record.settledFired,
+            JSON.stringify(record.input),
+            JSON.stringify(record.snapshot),
+            record.outcome ? JSON.stringify(record.outcome) : null,
+            record.createdAt,
+            record.updatedAt,
+            workerId,
+            leaseMs,
+          ],
+        );
+        if (rows.length === 0) return false;
+        owned(rows);
+        await insertAudit(client, audit);
+        return true;
+      });
+    },
+
+    async write(writes: LifecycleWrite[]): Promise<WriteConflict[]> {
+      ensureOpen();
+      if (writes.length === 0) return [];
+      return tx(async (client) => {
+        // One statement for the whole batch: conditional on version, owner and epoch (fencing).
+        const { rows } = await client.query<{ payment_request_id: string }>(
+          `UPDATE ${schema}.lifecycles AS l
+              SET version = v.version, state = v.state, final = v.final, settled_fired = v.settled,
+                  snapshot = v.snapshot::jsonb, outcome = v.outcome::jsonb, updated_at = v.updated_at
+             FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bool[], $6::bool[], $7::text[],
+                         $8::text[], $9::bigint[], $10::bigint[])
+                  AS v(id, version, expected, state, final, settled, snapshot, outcome, updated_at, epoch)
+            WHERE l.payment_request_id = v.id AND l.version = v.expected AND l.owner = $11 AND l.epoch = v.epoch
+        RETURNING l.payment_request_id`,
+          [
+            writes.map((w) => w.record.paymentRequestId),
+            writes.map((w) => w.record.version),
+            writes.map((w) => w.expectedVersion),
+            writes.map((w) => w.record.state),
+            writes.map((w) => w.record.final),
+            writes.map((w) => w.record.settledFired),
+            writes.map((w) => JSON.stringify(w.record.snapshot)),
+            writes.map((w) => (w.record.outcome ? JSON.stringify(w.record.outcome) : null)),
+            writes.map((w) => w.record.updatedAt),
+            writes.map((w) => epochs.get(w.record.paymentRequestId) ?? -1),
+            workerId,
+          ],
+        );
+        const written = new Set(rows.map((r) => r.payment_request_id));
+        const landed = writes.filter((w) => written.has(w.record.paymentRequestId));
+        await insertAudit(
+          client,
+          landed.flatMap((w) => w.audit),
+        );
+        const applied = landed.flatMap((w) => w.appliedNotifications);
+        if (applied.length > 0) {
+          await client.query(`UPDATE ${schema}.notifications SET applied = true WHERE id = ANY($1::text[])`, [
+            applied,
+          ]);
+        }
+        return writes
+          .filter((w) => !written.has(w.record.paymentRequestId))
+          .map((w) => ({ paymentRequestId: w.record.paymentRequestId, expectedVersion: w.expectedVersion }));
+      });
+    },
+
+    async listResumable() {
+      // Shared stores resume through adopt(): only lifecycles nobody holds a live lease on.
+      return store.adopt();
+    },
+
+    async markSettled(id) {
+      ensureOpen();
+      await q(
+        `UPDATE ${schema}.lifecycles SET settled_fired = true WHERE payment_request_id = $1 AND owner = $2`,
+        [id, workerId],
+      );
+    },
+
+    async audit(id) {
+      ensureOpen();
+      const { rows } = await q<{
+        at: string;
+        from_state: string;
+        to_state: string;
+        event: string;
+        code: string | null;
+      }>(
+        `SELECT at, from_state, to_state, event, code FROM ${schema}.audit_log WHERE payment_request_id = $1 ORDER BY id`,
+        [id],
+      );
+      return rows.map((row) => {
+        const entry: AuditEntry = {
+          paymentRequestId: id,
+          at: Number(row.at),
+          from: row.from_state,
+          to: row.to_state,
+          event: row.event,
+        };
+        if (row.code !== null) entry.code = row.code;
+        return entry;
+      });
+    },
+
+    async recordNotification(n: StoredNotification) {
+      ensureOpen();
+      // Stored and announced in one transaction: the owner is woken only for what is durable.
+      await tx(async (client) => {
+        await client.query(
+          `INSERT INTO ${schema}.notifications (id, payment_request_id, received_at, body, applied)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`,
+          [n.id, n.paymentRequestId, n.receivedAt, JSON.stringify(n.body), n.applied],
+        );
+        await client.query('SELECT pg_notify($1, $2)', [channel, n.paymentRequestId]);
+      });
+    },
+
+    async unappliedNotifications(id) {
+      return (await store.notifications(id)).filter((n) => !n.applied);
+    },
+
+    async markNotificationApplied(id) {
+      ensureOpen();
+      await q(`UPDATE ${schema}.notifications SET applied = true WHERE id = $1`, [id]);
+    },
+
+    async notifications(id) {
+      ensureOpen();
+      const { rows } = await q<{
+        id: string;
+        received_at: string;
+        body: StoredNotification['body'];
+        applied: boolean;
+      }>(
+        `SELECT id, received_at, body, applied FROM ${schema}.notifications WHERE payment_request_id = $1 ORDER BY received_at, id`,
+        [id],
+      );
+      return rows.map((r) => ({
+        id: r.id,
+        paymentRequestId: id,
+        receivedAt: Number(r.received_at),
+        body: r.body,
+        applied: r.applied,
+      }));
+    },
+
+    async list(limit = 1_000) {
+      ensureOpen();
+      const { rows } = await q<Row>(`SELECT * FROM ${schema}.lifecycles ORDER BY created_at DESC LIMIT $1`, [
+        limit,
+      ]);
+      return rows.map(toRecord);
+    },
+
+    async acquire(id) {
+      ensureOpen();
+      const { rows } = await q<Row>(
+        `UPDATE ${schema}.lifecycles
+            SET owner = $2, epoch = epoch + 1, lease_expires_at = now() + $3 * interval '1 millisecond'
+          WHERE payment_request_id = $1 AND (final = false OR settled_fired = false)
+            AND (owner IS NULL OR owner = $2 OR lease_expires_at < now())
+      RETURNING *`,
+        [id, workerId, leaseMs],
+      );
+      return owned(rows)[0];
+    },
+
+    async renew(ownedIds) {
+      ensureOpen();
+      const started = performance.now();
+      const { rows } = await q<{ payment_request_id: string }>(
+        `WITH beat AS (
+           INSERT INTO ${schema}.workers (worker_id, heartbeat_at) VALUES ($1, now())
+           ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now()
+         )
+         UPDATE ${schema}.lifecycles AS l SET lease_expires_at = now() + $2 * interval '1 millisecond'
+           FROM unnest($3::text[], $4::bigint[]) AS o(id, epoch)
+          WHERE l.owner = $1 AND l.payment_request_id = o.id AND l.epoch = o.epoch
+            AND (l.final = false OR l.settled_fired = false)
+      RETURNING l.payment_request_id`,
+        [workerId, leaseMs, ownedIds, ownedIds.map((id) => epochs.get(id) ?? -1)],
+      );
+      // Valid from when the renewal was sent, not when it returned.
+      leaseValidUntil = started + leaseMs * SAFETY;
+      const kept = new Set(rows.map((r) => r.payment_request_id));
+      const lost = ownedIds.filter((id) => !kept.has(id));
+      for (const id of lost) epochs.delete(id);
+      return lost;
+    },
+
+    async adopt() {
+      ensureOpen();
+      // This worker's share: the adoptable lifecycles divided by the live workers, so that a dead
+      // worker's payments spread across the survivors instead of landing on the quickest one.
+      const { rows: counts } = await q<{ adoptable: string; live: string }>(
+        `SELECT (SELECT count(*) FROM ${schema}.lifecycles
+                  WHERE (final = false OR settled_fired = false)
+                    AND (owner IS NULL OR lease_expires_at < now())) AS adoptable,
+                (SELECT count(*) FROM ${schema}.workers
+                  WHERE heartbeat_at > now() - $1 * interval '1 millisecond') AS live`,
+        [leaseMs],
+      );
+      const adoptable = Number(counts[0]?.adoptable ?? 0);
+      if (adoptable === 0) return [];
+      const live = Math.max(1, Number(counts[0]?.live ?? 1));
+      const share = Math.min(config.adoptBatch, Math.max(1, Math.ceil(adoptable / live)));
+      const { rows } = await q<Row>(
+        `WITH candidates AS (
+           SELECT payment_request_id FROM ${schema}.lifecycles
+            WHERE (final = false OR settled_fired = false)
+              AND (owner IS NULL OR lease_expires_at < now())
+            ORDER BY lease_expires_at NULLS FIRST
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED
+         )
+         UPDATE ${schema}.lifecycles AS l
+            SET owner = $1, epoch = l.epoch + 1, lease_expires_at = now() + $2 * interval '1 millisecond'
+           FROM candidates c
+          WHERE l.payment_request_id = c.payment_request_id
+      RETURNING l.*`,
+        [workerId, leaseMs, share],
+      );
+      return owned(rows);
+    },
+
+    async release(ids) {
+      if (!opened || ids.length === 0) return;
+      await q(
+        `UPDATE ${schema}.lifecycles SET owner = NULL, lease_expires_at = NULL
+          WHERE owner = $1 AND payment_request_id = ANY($2::text[])`,
+        [workerId, ids],
+      );
+      await q(`DELETE FROM ${schema}.workers WHERE worker_id = $1`, [workerId]);
+      for (const id of ids) epochs.delete(id);
+    },
+
+    async ownedWithUnappliedNotifications() {
+      ensureOpen();
+      const { rows } = await q<{ payment_request_id: string }>(
+        `SELECT DISTINCT n.payment_request_id
+           FROM ${schema}.notifications n
+           JOIN ${schema}.lifecycles l ON l.payment_request_id = n.payment_request_id
+          WHERE n.applied = false AND l.owner = $1 AND l.final = false`,
+        [workerId],
+      );
+      return rows.map((r) => r.payment_request_id);
+    },
+
+    async listen(listener) {
+      ensureOpen();
+      // A dedicated connection: LISTEN does not survive being handed back to a pool.
+      const client = await pool.connect();
+      const onNotification = (message: pg.Notification) => {
+        if (message.channel === channel && message.payload) listener(message.payload);
+      };
+      client.on('notification', onNotification);
+      await client.query(`LISTEN ${channel}`);
+      return async () => {
+        client.off('notification', onNotification);
+        await client.query(`UNLISTEN ${channel}`).catch(() => undefined);
+        client.release();
+      };
+    },
+
+    leaseValidUntil: () => leaseValidUntil,
+  };
+
+  async function insertAudit(client: pg.PoolClient, entries: AuditEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    await client.query(
+      `INSERT INTO ${schema}.audit_log (payment_request_id, at, from_state, to_state, event, code)
+       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])`,
+      [
+        entries.map((e) => e.paymentRequestId),
+        entries.map((e) => e.at),
+        entries.map((e) => e.from),
+        entries.map((e) => e.to),
+        entries.map((e) => e.event),
+        entries.map((e) => e.code ?? null),
+      ],
+    );
+  }
+
+  return store;
+}

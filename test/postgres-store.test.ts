@@ -1,0 +1,227 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createAlipayPlusClient,
+  createPaymentEngine,
+  type LifecycleOutcome,
+  type LifecycleRecord,
+  type PaymentEngine,
+  postgresStore,
+  scaledClock,
+} from '../src/index.js';
+import { createSimulator, type Simulator } from '../src/simulator/index.js';
+import { generateTestKeyPair } from './helpers/keys.js';
+import { eventually } from './helpers/notify-receiver.js';
+import { dropSchema, PG_URL, schemaName } from './helpers/postgres.js';
+
+const schema = schemaName('apl_store');
+afterAll(async () => {
+  await dropSchema(schema);
+});
+
+const record = (id: string, extra: Partial<LifecycleRecord> = {}): LifecycleRecord => ({
+  paymentRequestId: id,
+  version: 1,
+  input: { paymentRequestId: id, createdAt: 1_000 },
+  state: 'awaitingResult.pending',
+  final: false,
+  snapshot: { value: 'x', context: {} },
+  settledFired: false,
+  createdAt: 1_000,
+  updatedAt: 1_000,
+  ...extra,
+});
+
+describe('postgresStore: ownership, leases and fencing', () => {
+  it('migrates idempotently, even when several workers open at once', async () => {
+    const stores = [1, 2, 3].map((i) =>
+      postgresStore({ connectionString: PG_URL, schema, workerId: `m${i}` }),
+    );
+    await Promise.all(stores.map((s) => s.open()));
+    const client = new pg.Client({ connectionString: PG_URL });
+    await client.connect();
+    const { rows } = await client.query(`SELECT count(*)::int AS n FROM "${schema}".schema_migrations`);
+    expect(rows[0].n).toBe(1);
+    await client.end();
+    await Promise.all(stores.map((s) => s.close()));
+  });
+
+  it('a worker that lost its lease cannot write: the adopter fences it out', async () => {
+    const a = postgresStore({ connectionString: PG_URL, schema, workerId: 'A', leaseMs: 1_000 });
+    const b = postgresStore({ connectionString: PG_URL, schema, workerId: 'B', leaseMs: 1_000 });
+    await a.open();
+    await b.open();
+    expect(await a.insert(record('F1'), [])).toBe(true);
+    expect(await b.acquire('F1')).toBeUndefined(); // A's lease is live
+    await new Promise((resolve) => setTimeout(resolve, 1_100)); // A is "paused" past its lease
+    const adopted = await b.adopt();
+    expect(adopted.map((r) => r.paymentRequestId)).toContain('F1');
+    const write = {
+      record: record('F1', { version: 2, state: 'cancelling.requesting' }),
+      expectedVersion: 1,
+      audit: [],
+      appliedNotifications: [],
+    };
+    expect(await a.write([write])).toEqual([{ paymentRequestId: 'F1', expectedVersion: 1 }]);
+    expect(await b.write([write])).toEqual([]);
+    expect(await a.renew(['F1'])).toEqual(['F1']); // A learns it lost F1
+    expect((await b.load('F1'))?.state).toBe('cancelling.requesting');
+    await a.close();
+    await b.close();
+  });
+
+  it('renewal keeps a lease alive; release hands it over at once', async () => {
+    const a = postgresStore({ connectionString: PG_URL, schema, workerId: 'RA', leaseMs: 1_000 });
+    const b = postgresStore({ connectionString: PG_URL, schema, workerId: 'RB', leaseMs: 1_000 });
+    await a.open();
+    await b.open();
+    await a.insert(record('R1'), []);
+    for (let i = 0; i < 3; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      expect(await a.renew(['R1'])).toEqual([]);
+    }
+    expect((await b.adopt()).map((r) => r.paymentRequestId)).not.toContain('R1');
+    await a.release(['R1']);
+    expect((await b.adopt()).map((r) => r.paymentRequestId)).toContain('R1');
+    await a.close();
+    await b.close();
+  });
+
+  it('stores notifications once and wakes listeners on every worker', async () => {
+    const a = postgresStore({ connectionString: PG_URL, schema, workerId: 'NA' });
+    const b = postgresStore({ connectionString: PG_URL, schema, workerId: 'NB' });
+    await a.open();
+    await b.open();
+    const heard: string[] = [];
+    const stop = await a.listen((id) => heard.push(id));
+    const body = {
+      paymentRequestId: 'N1',
+      paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S' as const },
+    };
+    await b.recordNotification({ id: 'n-1', paymentRequestId: 'N1', receivedAt: 1, body, applied: false });
+    await b.recordNotification({ id: 'n-1', paymentRequestId: 'N1', receivedAt: 2, body, applied: false });
+    await eventually(() => heard.length >= 1);
+    expect(heard[0]).toBe('N1');
+    expect(await a.unappliedNotifications('N1')).toHaveLength(1);
+    await stop();
+    await a.close();
+    await b.close();
+  });
+
+  it('refuses bad options with INVALID_OPTIONS', () => {
+    expect(() => postgresStore({ schema: 'Bad-Name', connectionString: PG_URL })).toThrowError(
+      expect.objectContaining({ code: 'INVALID_OPTIONS' }),
+    );
+    expect(() => postgresStore({} as never)).toThrowError(
+      expect.objectContaining({ code: 'INVALID_OPTIONS' }),
+    );
+  });
+});
+
+describe('two engines sharing PostgreSQL', () => {
+  const acqp = generateTestKeyPair();
+  const alipay = generateTestKeyPair();
+  const clock = scaledClock(60);
+  let sim: Simulator;
+  const engines: { engine: PaymentEngine; server: Server; url: string; settled: LifecycleOutcome[] }[] = [];
+  const engineSchema = schemaName('apl_engines');
+
+  async function worker(workerId: string) {
+    const client = createAlipayPlusClient({
+      baseUrl: sim.url,
+      clientId: 'PG_CLIENT',
+      privateKey: acqp.privatePem,
+      alipayPublicKey: sim.publicKeyPem,
+      now: clock.now,
+    });
+    const settled: LifecycleOutcome[] = [];
+    const engine = createPaymentEngine({
+      client,
+      store: postgresStore({ connectionString: PG_URL, schema: engineSchema, workerId, leaseMs: 1_500 }),
+      clock,
+      onSettled: (o) => {
+        settled.push(o);
+      },
+    });
+    await engine.start();
+    const server = createServer(
+      engine.notificationHandler({
+        alipayPublicKey: sim.publicKeyPem,
+        privateKey: acqp.privatePem,
+        clientId: 'PG_CLIENT',
+      }),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/alipayplus/notify`;
+    const w = { engine, server, url, settled };
+    engines.push(w);
+    return w;
+  }
+
+  beforeAll(async () => {
+    sim = createSimulator({
+      clientId: 'PG_CLIENT',
+      acqpPublicKey: acqp.publicPem,
+      privateKey: alipay.privatePem,
+      now: clock.now,
+    });
+    await sim.start();
+  });
+  afterEach(async () => {
+    for (const w of engines.splice(0)) {
+      await w.engine.stop();
+      w.server.close();
+    }
+  });
+  afterAll(async () => {
+    await sim.stop();
+    await dropSchema(engineSchema);
+  });
+
+  it('a notification that lands on the worker that does not own the payment is applied by the owner', async () => {
+    const a = await worker('owner');
+    const b = await worker('other');
+    // The order notifies B's endpoint; A tracks (and owns) the payment.
+    const order = sim.createOrder({
+      paymentRequestId: 'X-1',
+      notifyUrl: b.url,
+      scenario: { decideAfterMs: 600, notify: { inquiryLagMs: 600_000 } },
+    });
+    await a.engine.track({ paymentRequestId: 'X-1', amount: order.amount, createdAt: order.createdAt });
+    const outcome = await a.engine.outcome('X-1');
+    expect(outcome).toMatchObject({ status: 'succeeded', decidedBy: { source: 'notification' } });
+    expect(a.settled.map((o) => o.paymentRequestId)).toEqual(['X-1']);
+    expect(b.settled).toEqual([]);
+    expect(b.engine.get('X-1')).toBeUndefined();
+  });
+
+  it('track on a second worker does not steal a lifecycle with a live owner', async () => {
+    const a = await worker('keeper');
+    const b = await worker('visitor');
+    const order = sim.createOrder({ paymentRequestId: 'X-2', scenario: { decideAfterMs: 30_000 } });
+    await a.engine.track({ paymentRequestId: 'X-2', createdAt: order.createdAt });
+    const view = await b.engine.track({ paymentRequestId: 'X-2', createdAt: order.createdAt });
+    expect(view.final).toBe(false);
+    expect(b.engine.activeCount).toBe(0);
+    expect(a.engine.activeCount).toBe(1);
+  });
+
+  it('a drained worker hands its lifecycles over at once, and the adopter finishes them', async () => {
+    const a = await worker('leaving');
+    const b = await worker('staying');
+    const ids = ['D-1', 'D-2', 'D-3'];
+    for (const id of ids) {
+      const order = sim.createOrder({
+        paymentRequestId: id,
+        scenario: { decideAfterMs: 20_000, notify: { mode: 'none' } },
+      });
+      await a.engine.track({ paymentRequestId: id, createdAt: order.createdAt });
+    }
+    await a.engine.stop();
+    await eventually(() => ids.every((id) => b.engine.get(id) !== undefined), 3_000);
+    const outcomes = await Promise.all(ids.map((id) => b.engine.outcome(id)));
+    expect(outcomes.map((o) => o.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+  });
+});
