@@ -277,7 +277,12 @@ describe('restart', () => {
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
     const path = join(mkdtempSync(join(tmpdir(), 'apl-restart-')), 'l.db');
-    const w = await world({ factor: 5, engine: { clock }, simulator: { now: clock.now }, store: sqliteStore(path) });
+    const w = await world({
+      factor: 5,
+      engine: { clock },
+      simulator: { now: clock.now },
+      store: sqliteStore(path),
+    });
     const ids = ['R-1', 'R-2', 'R-3'];
     // The ACQP gives each payment 1 minute; Alipay+ would keep the order open for 30.
     for (const id of ids) {
@@ -459,5 +464,58 @@ describe('logging', () => {
     expect(all).not.toContain('PRIVATE KEY');
     expect(all).not.toContain(w.acqp.privatePem.split('\n')[1] ?? 'unreachable');
     expect(all).not.toMatch(/signature=/);
+  });
+});
+
+describe('crash leftovers', () => {
+  it('a late notification stored but not yet recorded when the process died is reported on the next start', async () => {
+    const w = await world();
+    await payAndTrack(w, 'LL-1', { decideAfterMs: 0, notify: { mode: 'none' } });
+    await w.engine.outcome('LL-1');
+    await w.engine.stop();
+    // As if the handler stored it and the process died before marking it.
+    await w.store.recordNotification({
+      id: 'late-1',
+      paymentRequestId: 'LL-1',
+      receivedAt: 1,
+      body: { paymentRequestId: 'LL-1', paymentResult: { resultCode: 'RISK_REJECT', resultStatus: 'F' } },
+      applied: false,
+    });
+    const late: unknown[] = [];
+    w.engine.on('late-notification', (e) => late.push(e));
+    await w.engine.start();
+    expect(late).toEqual([expect.objectContaining({ paymentRequestId: 'LL-1', state: 'succeeded' })]);
+    expect(await w.store.unappliedOfFinal()).toEqual([]);
+  });
+
+  it('settlements of one flush fire one at a time, each marked before the next fires', async () => {
+    const order: string[] = [];
+    const inner = memoryStore();
+    const store: LifecycleStore = {
+      ...inner,
+      async markSettled(id) {
+        order.push(`mark ${id}`);
+        return inner.markSettled(id);
+      },
+    };
+    const w = await world({
+      store,
+      engine: {
+        onSettled: async (o) => {
+          order.push(`fire ${o.paymentRequestId}`);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        },
+      },
+    });
+    const ids = ['ST-1', 'ST-2', 'ST-3', 'ST-4'];
+    for (const id of ids)
+      w.sim.createOrder({ paymentRequestId: id, notifyUrl: w.notifyUrl, scenario: { decideAfterMs: 0 } });
+    for (const id of ids)
+      await w.engine.track({ paymentRequestId: id, amount: { currency: 'JPY', value: '100' } });
+    await Promise.all(ids.map((id) => w.engine.outcome(id)));
+    await eventually(() => order.length === 8);
+    for (let i = 0; i < order.length; i += 2) {
+      expect(order[i]?.replace('fire', 'mark')).toBe(order[i + 1]);
+    }
   });
 });

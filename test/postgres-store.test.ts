@@ -225,3 +225,32 @@ describe('two engines sharing PostgreSQL', () => {
     expect(outcomes.map((o) => o.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
   });
 });
+
+describe('postgresStore: late notifications left unapplied', () => {
+  it('unappliedOfFinal lists them for final lifecycles of this worker', async () => {
+    const store = postgresStore({ connectionString: PG_URL, schema, workerId: 'L' });
+    await store.open();
+    await store.insert(record('LF', { final: true, state: 'succeeded' }), []);
+    await store.insert(record('LO'), []);
+    const body = (id: string) => ({
+      paymentRequestId: id,
+      paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S' as const },
+    });
+    await store.recordNotification({
+      id: 'pg-late',
+      paymentRequestId: 'LF',
+      receivedAt: 1,
+      body: body('LF'),
+      applied: false,
+    });
+    await store.recordNotification({
+      id: 'pg-open',
+      paymentRequestId: 'LO',
+      receivedAt: 1,
+      body: body('LO'),
+      applied: false,
+    });
+    expect((await store.unappliedOfFinal()).map((n) => n.id)).toEqual(['pg-late']);
+    await store.close();
+  });
+});

@@ -145,3 +145,34 @@ describe('sqlite store', () => {
     await store.close();
   });
 });
+
+describe.each(stores)('%s store: late notifications left unapplied', (_name, make) => {
+  it('unappliedOfFinal lists unapplied notifications of final lifecycles only', async () => {
+    const store = make();
+    await store.open();
+    await store.insert(record('FIN', { final: true, state: 'succeeded' }), []);
+    await store.insert(record('OPEN'), []);
+    const body = (id: string) => ({
+      paymentRequestId: id,
+      paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S' as const },
+    });
+    await store.recordNotification({
+      id: 'late',
+      paymentRequestId: 'FIN',
+      receivedAt: 1,
+      body: body('FIN'),
+      applied: false,
+    });
+    await store.recordNotification({
+      id: 'open',
+      paymentRequestId: 'OPEN',
+      receivedAt: 1,
+      body: body('OPEN'),
+      applied: false,
+    });
+    expect((await store.unappliedOfFinal()).map((n) => n.id)).toEqual(['late']);
+    await store.markNotificationApplied('late');
+    expect(await store.unappliedOfFinal()).toEqual([]);
+    await store.close();
+  });
+});

@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { demoCommand } from './demo-command.js';
 import { type CliIo, EXIT, processIo } from './io.js';
 import { signatureCommand } from './signature-command.js';
 import { simulatorCommand } from './simulator-command.js';
@@ -14,22 +15,7 @@ export function createProgram(io: CliIo, setExit: (code: number) => void): Comma
   program.addCommand(signatureCommand(io, setExit));
   program.addCommand(simulatorCommand(io, setExit));
 
-  program
-    .command('demo')
-    .description('run the engine against the embedded Alipay+ simulator (not built yet)')
-    .action(() => {
-      io.out(
-        [
-          'The demo is not built yet: the simulator, the lifecycle engine and the demo are still in the issue tracker.',
-          'When it is, `npm start` will start the embedded Alipay+ simulator with a compressed clock, track a few',
-          'hundred payments from a realistic mix with injected faults, show live progress, and end with a table of',
-          'outcomes and a reconciliation line against the ground truth ("lost 0, divergent 0").',
-          'What works today: the signed client and `alipayplus-lifecycle signature sign|verify` (see README.md).',
-          '',
-        ].join('\n'),
-      );
-      setExit(EXIT.ok);
-    });
+  program.addCommand(demoCommand(io, setExit));
 
   // Commander's own usage errors and --help exits become exit codes rather than process.exit calls.
   for (const command of [program, ...program.commands, ...program.commands.flatMap((c) => c.commands)]) {

@@ -1,6 +1,7 @@
 import type { LifecycleOutcome } from '../../machines/outcome.js';
+import type { AlipayPlusClient } from '../client/alipayplus-client.js';
+import type { PaymentRef } from '../protocol/common.js';
 import type { OrderTruth } from '../simulator/order-book.js';
-import type { CallRecord } from '../simulator/simulator.js';
 
 /** One payment whose outcome contradicts what really happened at the (simulated) wallet. */
 export interface Divergence {
@@ -39,35 +40,18 @@ export function agreesWithTruth(outcome: LifecycleOutcome, truth: OrderTruth): b
 }
 
 /**
- * Payments that got a cancelPayment after an inquiry answer that reported them paid reached the
- * engine intact. Only answers with no injected fault count: an answer lost to a fault never told the
- * engine anything, so a cancel after it is the correct, careful move.
- */
-export function cancelsAfterSeenSuccess(calls: readonly CallRecord[]): string[] {
-  const paidSeen = new Set<string>();
-  const offenders = new Set<string>();
-  for (const call of calls) {
-    const id = call.paymentRequestId;
-    if (id === undefined) continue;
-    if (call.api === 'inquiryPayment' && call.paymentStatus === 'S' && call.httpStatus === 200 && !call.fault)
-      paidSeen.add(id);
-    if (call.api === 'cancelPayment' && paidSeen.has(id)) offenders.add(id);
-  }
-  return [...offenders];
-}
-
-/**
  * Reconciles the engine's outcomes with the simulator's ground truth.
  * @param tracked every payment the demo tracked
  * @param outcomes the final outcomes received, by paymentRequestId
  * @param truths the simulator's ground truth at the end of the run
- * @param calls the simulator's call log, in arrival order
+ * @param cancelsAfterSeenSuccess payments the engine sent cancelPayment for after its own client had
+ *   handed it an inquiry answer that said paid (see {@link watchClient})
  */
 export function reconcile(
   tracked: readonly string[],
   outcomes: ReadonlyMap<string, LifecycleOutcome>,
   truths: readonly OrderTruth[],
-  calls: readonly CallRecord[],
+  cancelsAfterSeenSuccess: readonly string[],
 ): Reconciliation {
   const truthById = new Map(truths.map((t) => [t.paymentRequestId, t]));
   const result: Reconciliation = { lost: [], divergent: [], attention: [] };
@@ -88,11 +72,48 @@ export function reconcile(
       });
     }
   }
-  for (const id of cancelsAfterSeenSuccess(calls)) {
+  for (const id of cancelsAfterSeenSuccess) {
     result.divergent.push({
       paymentRequestId: id,
-      reason: 'cancelPayment was sent after an inquiry had reported the payment paid',
+      reason: 'cancelPayment was sent after an inquiry answer that said paid had reached the engine',
     });
   }
   return result;
+}
+
+type LifecycleCalls = Pick<AlipayPlusClient, 'inquiryPayment' | 'cancelPayment'>;
+
+/** A client as the engine sees it, and what the engine was told through it. */
+export interface WatchedClient {
+  client: LifecycleCalls;
+  /** Payments cancelled after the engine had received a paid answer for them. */
+  cancelsAfterSeenSuccess(): string[];
+}
+
+/**
+ * Wraps the client the engine uses, to check the rule "never cancel a payment known to be paid"
+ * from the engine's side of the wire. The simulator's call log cannot tell it: an answer the
+ * simulator sent may never have reached the engine (a timeout), and cancelling after that is the
+ * careful, correct move — the cancel refunds the user.
+ */
+export function watchClient(client: LifecycleCalls): WatchedClient {
+  const paidSeen = new Set<string>();
+  const offenders = new Set<string>();
+  const idOf = (ref: PaymentRef) => ('paymentRequestId' in ref ? ref.paymentRequestId : ref.paymentId);
+  return {
+    client: {
+      async inquiryPayment(ref, options) {
+        const outcome = await client.inquiryPayment(ref, options);
+        // Once the paymentId is known the machine asks by it; the answer names our request ID.
+        if (outcome.kind === 'answer' && outcome.paymentResult?.resultStatus === 'S')
+          paidSeen.add(outcome.paymentRequestId ?? idOf(ref));
+        return outcome;
+      },
+      cancelPayment(ref, options) {
+        if (paidSeen.has(idOf(ref))) offenders.add(idOf(ref));
+        return client.cancelPayment(ref, options);
+      },
+    },
+    cancelsAfterSeenSuccess: () => [...offenders],
+  };
 }

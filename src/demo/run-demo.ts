@@ -6,12 +6,13 @@ import type { LifecycleOutcome } from '../../machines/outcome.js';
 import { createAlipayPlusClient } from '../client/alipayplus-client.js';
 import { scaledClock } from '../engine/clock.js';
 import { createPaymentEngine } from '../engine/payment-engine.js';
+import { AlipayPlusLifecycleError } from '../errors.js';
 import type { DeliveryRecord } from '../simulator/notifier.js';
 import type { OrderTruth } from '../simulator/order-book.js';
 import { FAULT_KINDS } from '../simulator/scenario.js';
 import { type CallRecord, createSimulator } from '../simulator/simulator.js';
 import type { LifecycleStore } from '../stores/store.js';
-import { type Reconciliation, reconcile } from './reconcile.js';
+import { type Reconciliation, reconcile, watchClient } from './reconcile.js';
 
 /** What `runDemo` takes. Every field but `store` has a default (see docs/configuration.md). */
 export interface DemoOptions {
@@ -25,7 +26,11 @@ export interface DemoOptions {
   speed?: number;
   /** Where the engine keeps lifecycles. It must be empty; `runDemo` opens and closes it. */
   store: LifecycleStore;
-  /** Simulated ms between two new payments. Default 400 (300 payments arrive over two simulated minutes). */
+  /**
+   * Simulated ms between two new payments. Default 1000: a payment of unknown result every
+   * simulated second, which at 60× keeps this 2-core machine's event loop out of overload (an
+   * overloaded loop turns answers into client timeouts, which the demo would then measure).
+   */
   arrivalGapMs?: number;
   /**
    * Simulated ms to keep waiting for outcomes after the last payment expired. Default 10 minutes:
@@ -98,7 +103,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const faultRate = options.faultRate ?? 0.05;
   const seed = options.seed ?? 1;
   const speed = options.speed ?? 60;
-  const gap = options.arrivalGapMs ?? 400;
+  const gap = options.arrivalGapMs ?? 1_000;
   const graceMs = options.graceMs ?? 10 * 60_000;
   const { store } = options;
 
@@ -149,8 +154,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     allSettled = resolve;
   });
 
+  const watched = watchClient(client);
   const engine = createPaymentEngine({
-    client,
+    client: watched.client,
     store,
     clock,
     ...(options.inspect ? { inspect: options.inspect } : {}),
@@ -201,8 +207,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     await engine.start();
     const existing = await store.list(1);
     if (existing.length > 0) {
-      throw new Error(
-        'the store already holds lifecycles: the demo needs an empty one (give --store memory, or a new sqlite:PATH)',
+      throw new AlipayPlusLifecycleError(
+        'INVALID_OPTIONS',
+        'the store already holds lifecycles, and the demo reconciles every lifecycle it finds against a fresh simulator: give an empty store (--store memory, or sqlite:PATH of a new file)',
       );
     }
     await new Promise<void>((resolve, reject) => {
@@ -290,7 +297,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     calls,
     notifications,
     lateNotifications,
-    reconciliation: reconcile(tracked, outcomes, truths, calls),
+    reconciliation: reconcile(tracked, outcomes, truths, watched.cancelsAfterSeenSuccess()),
     realMs: Date.now() - realStart,
     simMs: clock.now() - realStart,
     ended,

@@ -452,8 +452,18 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     entry.actor.stop();
   }
 
+  // Settlements run one at a time, each marked before the next fires: a crash can then repeat at
+  // most the one settlement whose mark had not committed, not a whole batch of them.
+  let settlements: Promise<void> = Promise.resolve();
+
   /** Fires onSettled and `settled` (and `attention`), then marks it fired. At most once per process. */
-  async function fireSettlement(id: string, outcome: LifecycleOutcome): Promise<void> {
+  function fireSettlement(id: string, outcome: LifecycleOutcome): Promise<void> {
+    const next = settlements.then(() => fireOne(id, outcome));
+    settlements = next.catch(() => undefined);
+    return next;
+  }
+
+  async function fireOne(id: string, outcome: LifecycleOutcome): Promise<void> {
     remember({
       paymentRequestId: id,
       state: outcome.status,
@@ -697,6 +707,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       stopping = false;
       const resumable = await store.listResumable();
       await takeOver(resumable);
+      // Late notifications whose recording a crash cut short: recorded and reported now.
+      for (const notification of await store.unappliedOfFinal()) await deliverNotification(notification);
       if (shared) await startSharing(shared);
       logger.info({ resumed: resumable.length }, 'engine started');
     },

@@ -64,6 +64,13 @@ export function memoryStore(): LifecycleStore {
     async markNotificationApplied(id) {
       for (const list of inbox.values()) for (const n of list) if (n.id === id) n.applied = true;
     },
+    async unappliedOfFinal() {
+      const late: StoredNotification[] = [];
+      for (const [id, list] of inbox) {
+        if (lifecycles.get(id)?.final) late.push(...list.filter((n) => !n.applied));
+      }
+      return copy(late);
+    },
     async unappliedNotifications(id) {
       return copy((inbox.get(id) ?? []).filter((n) => !n.applied));
     },

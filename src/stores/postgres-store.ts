@@ -294,6 +294,31 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
       });
     },
 
+    async unappliedOfFinal() {
+      ensureOpen();
+      // Final lifecycles of this worker, or of nobody alive: one worker reports each.
+      const { rows } = await q<{
+        id: string;
+        payment_request_id: string;
+        received_at: string;
+        body: StoredNotification['body'];
+      }>(
+        `SELECT n.id, n.payment_request_id, n.received_at, n.body
+           FROM ${schema}.notifications n
+           JOIN ${schema}.lifecycles l ON l.payment_request_id = n.payment_request_id
+          WHERE n.applied = false AND l.final = true
+            AND (l.owner = $1 OR l.owner IS NULL OR l.lease_expires_at < now())
+          ORDER BY n.received_at`,
+        [workerId],
+      );
+      return rows.map((r) => ({
+        id: r.id,
+        paymentRequestId: r.payment_request_id,
+        receivedAt: Number(r.received_at),
+        body: r.body,
+        applied: false,
+      }));
+    },
     async unappliedNotifications(id) {
       return (await store.notifications(id)).filter((n) => !n.applied);
     },

@@ -109,6 +109,14 @@ export function sqliteStore(
         'SELECT id, received_at, body, applied FROM notifications WHERE payment_request_id = ? ORDER BY received_at, id',
       ),
       list: d.prepare<[number], LifecycleRow>('SELECT * FROM lifecycles ORDER BY created_at DESC LIMIT ?'),
+      lateUnapplied: d.prepare<
+        [],
+        { id: string; payment_request_id: string; received_at: number; body: string }
+      >(
+        `SELECT n.id, n.payment_request_id, n.received_at, n.body FROM notifications n
+           JOIN lifecycles l ON l.payment_request_id = n.payment_request_id
+          WHERE n.applied = 0 AND l.final = 1 ORDER BY n.received_at`,
+      ),
     };
   }
   const st = () => {
@@ -232,6 +240,17 @@ export function sqliteStore(
     },
     async markNotificationApplied(id) {
       st().applied.run(id);
+    },
+    async unappliedOfFinal() {
+      return st()
+        .lateUnapplied.all()
+        .map((row) => ({
+          id: row.id,
+          paymentRequestId: row.payment_request_id,
+          receivedAt: row.received_at,
+          body: JSON.parse(row.body),
+          applied: false,
+        }));
     },
     async unappliedNotifications(id) {
       return (await this.notifications(id)).filter((n) => !n.applied);

@@ -84,6 +84,11 @@ export interface LifecycleStore {
   unappliedNotifications(paymentRequestId: string): Promise<StoredNotification[]>;
   /** Marks a notification handled without a lifecycle write (it arrived after the outcome was final). */
   markNotificationApplied(id: string): Promise<void>;
+  /**
+   * Unapplied notifications of lifecycles that are final: late ones whose handling a crash cut short.
+   * `start()` records and reports them.
+   */
+  unappliedOfFinal(): Promise<StoredNotification[]>;
   notifications(paymentRequestId: string): Promise<StoredNotification[]>;
   /** Every lifecycle (for `status` and reconciliation); newest first, at most `limit`. */
   list(limit?: number): Promise<LifecycleRecord[]>;

@@ -1,0 +1,169 @@
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { demoFigures, formatReport, progressBlock, progressLine } from '../demo/report.js';
+import type { DemoProgress } from '../demo/run-demo.js';
+import { runDemo } from '../demo/run-demo.js';
+import {
+  describeStore,
+  fileTimestamp,
+  interruptSignal,
+  parseStoreSpec,
+  reportError,
+  type StoreSpec,
+  storeFromSpec,
+} from './common.js';
+import { type Inspection, STATELY_INSPECTOR_URL, startInspection } from './inspection.js';
+import { type CliIo, EXIT } from './io.js';
+import { number } from './simulator-command.js';
+
+interface DemoFlags {
+  payments: number;
+  faultRate: number;
+  seed: number;
+  speed: number;
+  store?: StoreSpec;
+  inspect?: boolean;
+  inspectUrl?: string;
+  inspectPort: number;
+}
+
+/** Where the demo writes its files, relative to the working directory (git-ignored). */
+export const DEMO_DIR = './.alipayplus';
+
+/** Prints what `--inspect` does, in plain words, including what it needs from the browser. */
+export function printInspectionHelp(io: CliIo, inspection: Inspection): void {
+  if (inspection.viewerUrl) {
+    io.out(`Inspector: open ${inspection.viewerUrl} in a browser to watch the lifecycles live.\n`);
+    io.out(
+      `  The inspector UI itself is served by stately.ai (${STATELY_INSPECTOR_URL}) and loads inside that page,\n` +
+        '  so the browser needs internet access; the events travel only over loopback from this process.\n',
+    );
+  } else {
+    io.out(`Inspector: streaming to ${inspection.wsUrl}\n`);
+  }
+  io.out(
+    `  The same inspection events are written as JSON lines to ${inspection.jsonlPath} (for offline use).\n`,
+  );
+}
+
+/** Draws progress: in place on a terminal, as plain lines elsewhere. */
+function progressPrinter(io: CliIo): (p: DemoProgress) => void {
+  if (!io.isTTY) return (p) => io.out(`${progressLine(p)}\n`);
+  let drawn = 0;
+  return (p) => {
+    const lines = progressBlock(p);
+    // Back to the first line of the previous drawing, then overwrite each line whole.
+    const up = drawn > 0 ? `\x1b[${drawn}F` : '';
+    io.out(`${up}${lines.map((line) => `\x1b[2K${line}\n`).join('')}`);
+    drawn = lines.length;
+  };
+}
+
+/** `demo`: the main job, against the embedded simulator, ending with a reconciliation line. */
+export function demoCommand(io: CliIo, setExit: (code: number) => void): Command {
+  return new Command('demo')
+    .description(
+      'track a few hundred payments of the realistic mix against the embedded Alipay+ simulator on a compressed clock, then reconcile every outcome with the ground truth',
+    )
+    .option('--payments <n>', 'payments to create and track', number('--payments', 1, 100_000), 300)
+    .option(
+      '--fault-rate <r>',
+      'probability of an injected fault per call, 0 to 1',
+      number('--fault-rate', 0, 1),
+      0.05,
+    )
+    .option(
+      '--seed <n>',
+      'seed of the mix and the faults (same seed, same scenarios)',
+      number('--seed', 0, 2 ** 31),
+      1,
+    )
+    .option(
+      '--speed <x>',
+      'clock speed: simulated ms per real ms (60: a one-minute expiry passes in a second)',
+      number('--speed', 1, 10_000),
+      60,
+    )
+    .option(
+      '--store <spec>',
+      `sqlite:PATH or memory (default: a new sqlite:${DEMO_DIR}/demo-<timestamp>.db)`,
+      parseStoreSpec,
+    )
+    .option('--inspect', 'stream every lifecycle to the Stately inspector, and write the events to a file')
+    .option(
+      '--inspect-url <ws-url>',
+      'stream to this WebSocket receiver instead of the built-in bridge (implies --inspect)',
+    )
+    .option(
+      '--inspect-port <port>',
+      "the built-in bridge's port on 127.0.0.1 (0: any free port)",
+      number('--inspect-port', 0, 65_535),
+      0,
+    )
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 every payment has an outcome that agrees with the ground truth; 1 lost or divergent\n' +
+        'payments (or a failure while running); 2 bad usage; 130 interrupted.\n',
+    )
+    .action(async (flags: DemoFlags) => {
+      const stamp = fileTimestamp();
+      const spec: StoreSpec = flags.store ?? { kind: 'sqlite', path: join(DEMO_DIR, `demo-${stamp}.db`) };
+      let inspection: Inspection | undefined;
+      const interrupt = interruptSignal();
+      try {
+        const store = storeFromSpec(spec);
+        io.out(
+          `alipayplus-lifecycle demo: ${flags.payments} payments from the realistic mix, fault rate ${flags.faultRate}, ` +
+            `seed ${flags.seed}, clock ${flags.speed}× real time\n`,
+        );
+        io.out(`Store: ${describeStore(spec)}\n`);
+        if (flags.inspect || flags.inspectUrl) {
+          inspection = await startInspection({
+            ...(flags.inspectUrl ? { url: flags.inspectUrl } : { port: flags.inspectPort }),
+            jsonlPath: join(DEMO_DIR, `inspect-${stamp}.jsonl`),
+          });
+          printInspectionHelp(io, inspection);
+          if (flags.payments > 50) {
+            io.out('  (The inspector shows every actor; --payments 20 keeps it readable.)\n');
+          }
+        }
+        const active = inspection;
+        const result = await runDemo({
+          payments: flags.payments,
+          faultRate: flags.faultRate,
+          seed: flags.seed,
+          speed: flags.speed,
+          store,
+          ...(active ? { inspect: (event) => active.inspect(event) } : {}),
+          onProgress: progressPrinter(io),
+          progressIntervalMs: io.isTTY ? 100 : 1_000,
+          signal: interrupt.signal,
+        });
+        await inspection?.stop();
+        io.out(formatReport(result, demoFigures(result)));
+        if (spec.kind === 'sqlite') {
+          io.out(
+            `Lifecycles and their audit history: alipayplus-lifecycle status --store sqlite:${spec.path}\n`,
+          );
+        }
+        if (inspection) io.out(`Inspection events: ${inspection.count} written to ${inspection.jsonlPath}\n`);
+        const { lost, divergent } = result.reconciliation;
+        if (result.ended === 'interrupted') setExit(EXIT.interrupted);
+        else setExit(lost.length === 0 && divergent.length === 0 ? EXIT.ok : EXIT.negative);
+        if (inspection?.viewerUrl && io.isTTY && result.ended !== 'interrupted') {
+          // A person is watching: keep the page's source alive until they are done with it.
+          io.out(`The inspector bridge keeps serving ${inspection.viewerUrl}; press Ctrl-C to exit.\n`);
+          await new Promise<void>((resolve) => {
+            if (interrupt.signal.aborted) resolve();
+            interrupt.signal.addEventListener('abort', () => resolve(), { once: true });
+          });
+        }
+      } catch (error) {
+        setExit(reportError(io, error));
+      } finally {
+        await inspection?.stop();
+        await inspection?.close();
+        interrupt.dispose();
+      }
+    });
+}
