@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { demoFigures, formatReport, progressBlock, progressLine } from '../demo/report.js';
-import type { DemoProgress } from '../demo/run-demo.js';
+import type { DemoProgress, DemoResult } from '../demo/run-demo.js';
 import { runDemo } from '../demo/run-demo.js';
 import {
   describeStore,
@@ -12,38 +12,29 @@ import {
   type StoreSpec,
   storeFromSpec,
 } from './common.js';
-import { type Inspection, STATELY_INSPECTOR_URL, startInspection } from './inspection.js';
+import {
+  type InspectFlags,
+  type Inspection,
+  inspectionFromFlags,
+  inspectOptions,
+  RUN_DIR,
+} from './inspection.js';
 import { type CliIo, EXIT } from './io.js';
 import { number } from './simulator-command.js';
 
-interface DemoFlags {
+interface DemoFlags extends InspectFlags {
   payments: number;
   faultRate: number;
   seed: number;
   speed: number;
   store?: StoreSpec;
-  inspect?: boolean;
-  inspectUrl?: string;
-  inspectPort: number;
 }
 
-/** Where the demo writes its files, relative to the working directory (git-ignored). */
-export const DEMO_DIR = './.alipayplus';
-
-/** Prints what `--inspect` does, in plain words, including what it needs from the browser. */
-export function printInspectionHelp(io: CliIo, inspection: Inspection): void {
-  if (inspection.viewerUrl) {
-    io.out(`Inspector: open ${inspection.viewerUrl} in a browser to watch the lifecycles live.\n`);
-    io.out(
-      `  The inspector UI itself is served by stately.ai (${STATELY_INSPECTOR_URL}) and loads inside that page,\n` +
-        '  so the browser needs internet access; the events travel only over loopback from this process.\n',
-    );
-  } else {
-    io.out(`Inspector: streaming to ${inspection.wsUrl}\n`);
-  }
-  io.out(
-    `  The same inspection events are written as JSON lines to ${inspection.jsonlPath} (for offline use).\n`,
-  );
+/** 0 when nothing is lost or divergent, 1 when something is, 130 when the run was interrupted. */
+export function demoExitCode(result: Pick<DemoResult, 'ended' | 'reconciliation'>): number {
+  if (result.ended === 'interrupted') return EXIT.interrupted;
+  const { lost, divergent } = result.reconciliation;
+  return lost.length === 0 && divergent.length === 0 ? EXIT.ok : EXIT.negative;
 }
 
 /** Draws progress: in place on a terminal, as plain lines elsewhere. */
@@ -61,7 +52,7 @@ function progressPrinter(io: CliIo): (p: DemoProgress) => void {
 
 /** `demo`: the main job, against the embedded simulator, ending with a reconciliation line. */
 export function demoCommand(io: CliIo, setExit: (code: number) => void): Command {
-  return new Command('demo')
+  const command = new Command('demo')
     .description(
       'track a few hundred payments of the realistic mix against the embedded Alipay+ simulator on a compressed clock, then reconcile every outcome with the ground truth',
     )
@@ -86,20 +77,10 @@ export function demoCommand(io: CliIo, setExit: (code: number) => void): Command
     )
     .option(
       '--store <spec>',
-      `sqlite:PATH or memory (default: a new sqlite:${DEMO_DIR}/demo-<timestamp>.db)`,
+      `sqlite:PATH or memory (default: a new sqlite:${RUN_DIR}/demo-<timestamp>.db)`,
       parseStoreSpec,
-    )
-    .option('--inspect', 'stream every lifecycle to the Stately inspector, and write the events to a file')
-    .option(
-      '--inspect-url <ws-url>',
-      'stream to this WebSocket receiver instead of the built-in bridge (implies --inspect)',
-    )
-    .option(
-      '--inspect-port <port>',
-      "the built-in bridge's port on 127.0.0.1 (0: any free port)",
-      number('--inspect-port', 0, 65_535),
-      0,
-    )
+    );
+  return inspectOptions(command)
     .addHelpText(
       'after',
       '\nExit codes: 0 every payment has an outcome that agrees with the ground truth; 1 lost or divergent\n' +
@@ -107,7 +88,7 @@ export function demoCommand(io: CliIo, setExit: (code: number) => void): Command
     )
     .action(async (flags: DemoFlags) => {
       const stamp = fileTimestamp();
-      const spec: StoreSpec = flags.store ?? { kind: 'sqlite', path: join(DEMO_DIR, `demo-${stamp}.db`) };
+      const spec: StoreSpec = flags.store ?? { kind: 'sqlite', path: join(RUN_DIR, `demo-${stamp}.db`) };
       let inspection: Inspection | undefined;
       const interrupt = interruptSignal();
       try {
@@ -117,15 +98,9 @@ export function demoCommand(io: CliIo, setExit: (code: number) => void): Command
             `seed ${flags.seed}, clock ${flags.speed}× real time\n`,
         );
         io.out(`Store: ${describeStore(spec)}\n`);
-        if (flags.inspect || flags.inspectUrl) {
-          inspection = await startInspection({
-            ...(flags.inspectUrl ? { url: flags.inspectUrl } : { port: flags.inspectPort }),
-            jsonlPath: join(DEMO_DIR, `inspect-${stamp}.jsonl`),
-          });
-          printInspectionHelp(io, inspection);
-          if (flags.payments > 50) {
-            io.out('  (The inspector shows every actor; --payments 20 keeps it readable.)\n');
-          }
+        inspection = await inspectionFromFlags(flags, io, stamp);
+        if (inspection && flags.payments > 50) {
+          io.out('  (The inspector shows every actor; --payments 20 keeps it readable.)\n');
         }
         const active = inspection;
         const result = await runDemo({
@@ -147,9 +122,7 @@ export function demoCommand(io: CliIo, setExit: (code: number) => void): Command
           );
         }
         if (inspection) io.out(`Inspection events: ${inspection.count} written to ${inspection.jsonlPath}\n`);
-        const { lost, divergent } = result.reconciliation;
-        if (result.ended === 'interrupted') setExit(EXIT.interrupted);
-        else setExit(lost.length === 0 && divergent.length === 0 ? EXIT.ok : EXIT.negative);
+        setExit(demoExitCode(result));
         if (inspection?.viewerUrl && io.isTTY && result.ended !== 'interrupted') {
           // A person is watching: keep the page's source alive until they are done with it.
           io.out(`The inspector bridge keeps serving ${inspection.viewerUrl}; press Ctrl-C to exit.\n`);

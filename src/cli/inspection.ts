@@ -1,11 +1,14 @@
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createWebSocketInspector } from '@statelyai/inspect';
+import type { Command } from 'commander';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { InspectionEvent } from 'xstate';
-import { CliSettingError } from './common.js';
+import { CliSettingError, fileTimestamp } from './common.js';
+import type { CliIo } from './io.js';
+import { number } from './simulator-command.js';
 
 /** Where the Stately inspector UI lives: the bridge page embeds it, so the browser needs internet access. */
 export const STATELY_INSPECTOR_URL = 'https://stately.ai/inspect';
@@ -283,6 +286,19 @@ export async function startInspection(options: InspectionOptions): Promise<Inspe
   const inspector = createWebSocketInspector({ url: wsUrl, maxDeferredEvents: 10_000 });
   let count = 0;
   let stopped = false;
+  // Root actors are named by XState's session IDs; the file names the payment too, so that one
+  // payment's events can be picked out with grep.
+  const paymentOf = new Map<string, string>();
+  const learnPayment = (event: InspectionEvent) => {
+    if (paymentOf.has(event.rootId)) return;
+    const candidate =
+      event.type === '@xstate.snapshot'
+        ? (event.snapshot as { context?: { paymentRequestId?: unknown } }).context?.paymentRequestId
+        : event.type === '@xstate.event'
+          ? (event.event as { input?: { paymentRequestId?: unknown } }).input?.paymentRequestId
+          : undefined;
+    if (typeof candidate === 'string') paymentOf.set(event.rootId, candidate);
+  };
   return {
     wsUrl,
     viewerUrl: bridge?.viewerUrl,
@@ -294,7 +310,11 @@ export async function startInspection(options: InspectionOptions): Promise<Inspe
       if (stopped) return;
       count++;
       inspector.inspect.next?.(event);
-      file.write(`${JSON.stringify(inspectionRecord(event))}\n`);
+      learnPayment(event);
+      const record = inspectionRecord(event);
+      const paymentRequestId = paymentOf.get(event.rootId);
+      if (paymentRequestId) record.paymentRequestId = paymentRequestId;
+      file.write(`${JSON.stringify(record)}\n`);
     },
     async stop() {
       if (stopped) return;
@@ -320,4 +340,63 @@ export async function startInspection(options: InspectionOptions): Promise<Inspe
       await bridge?.close();
     },
   };
+}
+
+// ---- the command-line side -----------------------------------------------------------------------
+
+/** The inspection flags of `demo` and `track`. */
+export interface InspectFlags {
+  inspect?: boolean;
+  inspectUrl?: string;
+  inspectPort: number;
+  inspectFile?: string;
+}
+
+/** Where files a run writes go by default, relative to the working directory (git-ignored). */
+export const RUN_DIR = './.alipayplus';
+
+/** Adds `--inspect`, `--inspect-url`, `--inspect-port` and `--inspect-file`. */
+export function inspectOptions(command: Command): Command {
+  return command
+    .option('--inspect', 'stream the lifecycles to the Stately inspector, and write the events to a file')
+    .option(
+      '--inspect-url <ws-url>',
+      'stream to this WebSocket receiver instead of the built-in bridge (implies --inspect)',
+    )
+    .option(
+      '--inspect-port <port>',
+      "the built-in bridge's port on 127.0.0.1 (0: any free port)",
+      number('--inspect-port', 0, 65_535),
+      0,
+    )
+    .option(
+      '--inspect-file <path>',
+      `the JSON-lines file of inspection events (default ${RUN_DIR}/inspect-<timestamp>.jsonl; implies --inspect)`,
+    );
+}
+
+/** Starts inspection when the flags ask for it, and says plainly how to watch it. */
+export async function inspectionFromFlags(
+  flags: InspectFlags,
+  io: CliIo,
+  stamp = fileTimestamp(),
+): Promise<Inspection | undefined> {
+  if (!flags.inspect && !flags.inspectUrl && !flags.inspectFile) return undefined;
+  const inspection = await startInspection({
+    ...(flags.inspectUrl ? { url: flags.inspectUrl } : { port: flags.inspectPort }),
+    jsonlPath: flags.inspectFile ?? join(RUN_DIR, `inspect-${stamp}.jsonl`),
+  });
+  if (inspection.viewerUrl) {
+    io.out(`Inspector: open ${inspection.viewerUrl} in a browser to watch the lifecycles live.\n`);
+    io.out(
+      `  The inspector UI itself is served by stately.ai (${STATELY_INSPECTOR_URL}) and loads inside that page,\n` +
+        '  so the browser needs internet access; the events travel only over loopback from this process.\n',
+    );
+  } else {
+    io.out(`Inspector: streaming to ${inspection.wsUrl}\n`);
+  }
+  io.out(
+    `  The same inspection events are written as JSON lines to ${inspection.jsonlPath} (for offline use).\n`,
+  );
+  return inspection;
 }

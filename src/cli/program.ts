@@ -1,8 +1,12 @@
 import { Command, CommanderError } from 'commander';
 import { demoCommand } from './demo-command.js';
+import { diagramCommand } from './diagram-command.js';
+import { inquireCommand } from './inquire-command.js';
 import { type CliIo, EXIT, processIo } from './io.js';
 import { signatureCommand } from './signature-command.js';
 import { simulatorCommand } from './simulator-command.js';
+import { statusCommand } from './status-command.js';
+import { trackCommand } from './track-command.js';
 
 /** Builds the `alipayplus-lifecycle` program. Every command writes through `io` and reports its exit code. */
 export function createProgram(io: CliIo, setExit: (code: number) => void): Command {
@@ -10,12 +14,20 @@ export function createProgram(io: CliIo, setExit: (code: number) => void): Comma
     .description('Drive Alipay+ payments whose result is unknown to exactly one final outcome.')
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .exitOverride()
-    .showHelpAfterError();
-
-  program.addCommand(signatureCommand(io, setExit));
-  program.addCommand(simulatorCommand(io, setExit));
+    .showHelpAfterError()
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 ok; 1 a negative result (see each command); 2 bad usage or settings, nothing done.\n' +
+        'Settings for inquire and track: flags, ALIPAYPLUS_* variables or --config FILE (docs/configuration.md).\n',
+    );
 
   program.addCommand(demoCommand(io, setExit));
+  program.addCommand(inquireCommand(io, setExit));
+  program.addCommand(trackCommand(io, setExit));
+  program.addCommand(statusCommand(io, setExit));
+  program.addCommand(diagramCommand(io, setExit));
+  program.addCommand(simulatorCommand(io, setExit));
+  program.addCommand(signatureCommand(io, setExit));
 
   // Commander's own usage errors and --help exits become exit codes rather than process.exit calls.
   for (const command of [program, ...program.commands, ...program.commands.flatMap((c) => c.commands)]) {

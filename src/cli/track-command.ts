@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { Command } from 'commander';
 import type { LifecycleOutcome } from '../../machines/outcome.js';
 import { createAlipayPlusClient } from '../client/alipayplus-client.js';
@@ -7,7 +6,6 @@ import type { TrackInput } from '../engine/track-input.js';
 import { DEFAULT_SQLITE_PATH } from '../stores/sqlite-store.js';
 import {
   describeStore,
-  fileTimestamp,
   interruptSignal,
   parseStoreSpec,
   reportError,
@@ -15,20 +13,15 @@ import {
   storeFromSpec,
 } from './common.js';
 import { clientOptionsOf, type EndpointFlags, resolveEndpointSettings } from './config.js';
-import { DEMO_DIR, printInspectionHelp } from './demo-command.js';
 import { endpointOptions } from './endpoint-options.js';
-import { type Inspection, startInspection } from './inspection.js';
+import { type InspectFlags, type Inspection, inspectionFromFlags, inspectOptions } from './inspection.js';
 import { type CliIo, EXIT } from './io.js';
-import { number } from './simulator-command.js';
 
-interface TrackFlags extends EndpointFlags {
+interface TrackFlags extends EndpointFlags, InspectFlags {
   requestId: string;
   paymentId?: string;
   expiresAt?: string;
   json?: boolean;
-  inspect?: boolean;
-  inspectUrl?: string;
-  inspectPort: number;
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -66,34 +59,25 @@ export function outcomeLines(outcome: LifecycleOutcome): string[] {
 
 /** `track`: one lifecycle to its end against the configured endpoint, printing each transition. */
 export function trackCommand(io: CliIo, setExit: (code: number) => void): Command {
-  return endpointOptions(
-    new Command('track')
-      .description(
-        'run one lifecycle to its final outcome against the configured endpoint, printing each transition',
-      )
-      .requiredOption('--request-id <id>', 'the paymentRequestId whose result is unknown')
-      .option('--payment-id <id>', "Alipay+'s paymentId, if pay returned one")
-      .option(
-        '--expires-at <time>',
-        'the paymentExpiryTime sent with pay: ISO 8601 with offset, or epoch ms (default: 1 minute from now)',
-      )
-      .option(
-        '--store <spec>',
-        `sqlite:PATH or memory (default sqlite:${DEFAULT_SQLITE_PATH})`,
-        parseStoreSpec,
-      )
-      .option('--json', 'print each transition and the outcome as JSON lines')
-      .option('--inspect', 'stream the lifecycle to the Stately inspector, and write the events to a file')
-      .option(
-        '--inspect-url <ws-url>',
-        'stream to this WebSocket receiver instead of the built-in bridge (implies --inspect)',
-      )
-      .option(
-        '--inspect-port <port>',
-        "the built-in bridge's port on 127.0.0.1 (0: any free port)",
-        number('--inspect-port', 0, 65_535),
-        0,
-      ),
+  return inspectOptions(
+    endpointOptions(
+      new Command('track')
+        .description(
+          'run one lifecycle to its final outcome against the configured endpoint, printing each transition',
+        )
+        .requiredOption('--request-id <id>', 'the paymentRequestId whose result is unknown')
+        .option('--payment-id <id>', "Alipay+'s paymentId, if pay returned one")
+        .option(
+          '--expires-at <time>',
+          'the paymentExpiryTime sent with pay: ISO 8601 with offset, or epoch ms (default: 1 minute from now)',
+        )
+        .option(
+          '--store <spec>',
+          `sqlite:PATH or memory (default sqlite:${DEFAULT_SQLITE_PATH})`,
+          parseStoreSpec,
+        )
+        .option('--json', 'print each transition and the outcome as JSON lines'),
+    ),
   )
     .addHelpText(
       'after',
@@ -113,13 +97,7 @@ export function trackCommand(io: CliIo, setExit: (code: number) => void): Comman
         cleanup.push(() => client.close());
         const store = storeFromSpec(spec);
         cleanup.push(() => store.close());
-        if (flags.inspect || flags.inspectUrl) {
-          inspection = await startInspection({
-            ...(flags.inspectUrl ? { url: flags.inspectUrl } : { port: flags.inspectPort }),
-            jsonlPath: join(DEMO_DIR, `inspect-${fileTimestamp()}.jsonl`),
-          });
-          if (!flags.json) printInspectionHelp(io, inspection);
-        }
+        inspection = await inspectionFromFlags(flags, flags.json ? { ...io, out: () => undefined } : io);
         const active = inspection;
         const engine = createPaymentEngine({
           client,
@@ -134,11 +112,11 @@ export function trackCommand(io: CliIo, setExit: (code: number) => void): Comman
           io.out(flags.json ? `${JSON.stringify({ transition: t })}\n` : `${transitionLine(t)}\n`);
         });
         engine.on('error', (error) => io.err(`engine error: ${error.message}\n`));
+        if (!flags.json) io.out(`Store: ${describeStore(spec)}\n`);
         await engine.start();
         if (!flags.json) {
-          io.out(`Store: ${describeStore(spec)}\n`);
-          const others = engine.activeCount;
-          if (others > 0) io.out(`(${others} unfinished lifecycles from this store resumed as well)\n`);
+          const others = engine.activeCount - (engine.get(id) ? 1 : 0);
+          if (others > 0) io.out(`(${others} other unfinished lifecycles in this store resumed as well)\n`);
         }
         const input: TrackInput = { paymentRequestId: id };
         if (flags.paymentId) input.paymentId = flags.paymentId;
@@ -153,6 +131,10 @@ export function trackCommand(io: CliIo, setExit: (code: number) => void): Comman
               : `Tracking ${id}: ${view.state}; expires ${iso(c.expiresAt)}, cancel window ends ${iso(c.cancelWindowEndsAt)}\n`,
           );
         }
+        // The engine's timers are unref'ed (pending lifecycles alone must not keep a host process
+        // alive), so this command holds the process open itself while it waits for the outcome.
+        const keepAlive = setInterval(() => undefined, 60_000);
+        cleanup.push(async () => clearInterval(keepAlive));
         const outcome = await Promise.race([
           engine.outcome(id),
           new Promise<undefined>((resolve) => {

@@ -123,9 +123,9 @@ export function formatReport(result: DemoResult, figures: DemoFigures = demoFigu
     .join(', ');
   const faultTotal = Object.values(figures.faults).reduce((a, b) => a + b, 0);
   lines.push(
-    `Calls received by the simulator: inquiryPayment ${figures.inquiries}, cancelPayment ${figures.cancels}; ` +
-      `faults injected ${faultTotal}${faultList ? ` (${faultList})` : ''}`,
+    `Calls received by the simulator: inquiryPayment ${figures.inquiries}, cancelPayment ${figures.cancels}`,
   );
+  lines.push(`Faults injected: ${faultTotal}${faultList ? ` (${faultList})` : ''}`);
   lines.push(
     `Notifications: ${figures.notificationsTried} deliveries tried, ${figures.notificationsAcked} acknowledged; ` +
       `${result.lateNotifications} arrived after the outcome was final (recorded, outcome unchanged)`,
