@@ -132,11 +132,14 @@ export function resolveEndpointSettings(
   env: NodeJS.ProcessEnv = process.env,
 ): EndpointSettings {
   const file = flags.config ? readConfigFile(flags.config) : {};
+  // An empty variable (`ALIPAYPLUS_BASE_URL=`) means unset, as shells and CI systems mostly intend.
+  const fromEnv = (name: string) => (env[name] === '' ? undefined : env[name]);
   const merged = {
-    baseUrl: flags.baseUrl ?? env.ALIPAYPLUS_BASE_URL ?? file.baseUrl,
-    clientId: flags.clientId ?? env.ALIPAYPLUS_CLIENT_ID ?? file.clientId,
-    privateKeyFile: flags.privateKey ?? env.ALIPAYPLUS_PRIVATE_KEY_FILE ?? file.privateKeyFile,
-    alipayPublicKeyFile: flags.alipayPublicKey ?? env.ALIPAYPLUS_PUBLIC_KEY_FILE ?? file.alipayPublicKeyFile,
+    baseUrl: flags.baseUrl ?? fromEnv('ALIPAYPLUS_BASE_URL') ?? file.baseUrl,
+    clientId: flags.clientId ?? fromEnv('ALIPAYPLUS_CLIENT_ID') ?? file.clientId,
+    privateKeyFile: flags.privateKey ?? fromEnv('ALIPAYPLUS_PRIVATE_KEY_FILE') ?? file.privateKeyFile,
+    alipayPublicKeyFile:
+      flags.alipayPublicKey ?? fromEnv('ALIPAYPLUS_PUBLIC_KEY_FILE') ?? file.alipayPublicKeyFile,
     keyVersion: file.keyVersion,
     timeouts: file.timeouts,
     policy: file.policy,

@@ -199,9 +199,12 @@ async function startBridge(port: number): Promise<Bridge> {
   });
   const wss = new WebSocketServer({ server: http });
   const replay: string[] = [];
+  // Sockets that sent something: the engine's inspector. Browsers only listen.
+  const sources = new Set<WebSocket>();
   wss.on('connection', (socket) => {
     for (const message of replay) socket.send(message);
     socket.on('message', (data) => {
+      sources.add(socket);
       const message = data.toString();
       replay.push(message);
       if (replay.length > REPLAY_LIMIT) replay.shift();
@@ -227,6 +230,20 @@ async function startBridge(port: number): Promise<Bridge> {
     wsUrl,
     viewerUrl: `http://127.0.0.1:${bound}/`,
     async close() {
+      // Let the inspector's last messages arrive and be relayed: wait (briefly) for it to hang up.
+      const open = [...sources].filter((socket) => socket.readyState !== WebSocket.CLOSED);
+      await Promise.all(
+        open.map(
+          (socket) =>
+            new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, 1_000);
+              socket.once('close', () => {
+                clearTimeout(timer);
+                resolve();
+              });
+            }),
+        ),
+      );
       for (const client of wss.clients) client.terminate();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       http.closeAllConnections();

@@ -5,6 +5,7 @@ import { createPaymentEngine, type TransitionEvent } from '../engine/payment-eng
 import type { TrackInput } from '../engine/track-input.js';
 import { DEFAULT_SQLITE_PATH } from '../stores/sqlite-store.js';
 import {
+  CliSettingError,
   describeStore,
   interruptSignal,
   parseStoreSpec,
@@ -21,6 +22,7 @@ interface TrackFlags extends EndpointFlags, InspectFlags {
   requestId: string;
   paymentId?: string;
   expiresAt?: string;
+  createdAt?: string;
   json?: boolean;
 }
 
@@ -30,6 +32,33 @@ const iso = (ms: number) => new Date(ms).toISOString();
 function expiry(value: string | undefined): TrackInput['paymentExpiryTime'] {
   if (value === undefined) return undefined;
   return /^\d+$/.test(value) ? Number(value) : value;
+}
+
+/** `--created-at`: epoch ms, or ISO 8601 with an offset. */
+function creation(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
+  if (!Number.isFinite(ms)) {
+    throw new CliSettingError(
+      '--created-at',
+      `--created-at ${value} is neither epoch ms nor an ISO 8601 time`,
+    );
+  }
+  return ms;
+}
+
+/**
+ * A payment that expired before anyone tracked it has nothing left to wait for; said here with the
+ * way forward, rather than as the engine's "expiresAt must be after createdAt" when no creation time
+ * is given (it defaults to now).
+ */
+function refuseExpired(id: string, expiresAt: TrackInput['paymentExpiryTime']): void {
+  const ms = typeof expiresAt === 'string' ? Date.parse(expiresAt) : expiresAt;
+  if (ms === undefined || !Number.isFinite(ms) || ms > Date.now()) return;
+  throw new CliSettingError(
+    '--expires-at',
+    `payment ${id} expired at ${iso(ms)}, before it was tracked: inquire it once (alipayplus-lifecycle inquire --request-id ${id}) and cancel it if it is still in process; nothing was stored`,
+  );
 }
 
 export function transitionLine(t: TransitionEvent): string {
@@ -72,6 +101,10 @@ export function trackCommand(io: CliIo, setExit: (code: number) => void): Comman
           'the paymentExpiryTime sent with pay: ISO 8601 with offset, or epoch ms (default: 1 minute from now)',
         )
         .option(
+          '--created-at <time>',
+          'when the payment was created: ISO 8601 with offset, or epoch ms (default now; the cancel window counts from it)',
+        )
+        .option(
           '--store <spec>',
           `sqlite:PATH or memory (default sqlite:${DEFAULT_SQLITE_PATH})`,
           parseStoreSpec,
@@ -91,6 +124,7 @@ export function trackCommand(io: CliIo, setExit: (code: number) => void): Comman
       const interrupt = interruptSignal();
       const cleanup: (() => Promise<void>)[] = [];
       try {
+        refuseExpired(flags.requestId, expiry(flags.expiresAt));
         const settings = resolveEndpointSettings(flags);
         const spec: StoreSpec = settings.store ?? { kind: 'sqlite', path: DEFAULT_SQLITE_PATH };
         const client = createAlipayPlusClient(clientOptionsOf(settings));
@@ -122,6 +156,8 @@ export function trackCommand(io: CliIo, setExit: (code: number) => void): Comman
         if (flags.paymentId) input.paymentId = flags.paymentId;
         const expiresAt = expiry(flags.expiresAt);
         if (expiresAt !== undefined) input.paymentExpiryTime = expiresAt;
+        const createdAt = creation(flags.createdAt);
+        if (createdAt !== undefined) input.createdAt = createdAt;
         const view = await engine.track(input);
         if (!flags.json) {
           const c = view.context;
