@@ -106,12 +106,12 @@ export function inspectionRecord(event: InspectionEvent, at: number = Date.now()
     sessionId: actor.sessionId,
   };
   switch (event.type) {
-    case '@xstate.actor':
-      return {
-        ...base,
-        parentId: actor._parent?.sessionId,
-        snapshot: snapshotOf(event.actorRef.getSnapshot()),
-      };
+    case '@xstate.actor': {
+      // No snapshot here: the actor is still initialising, and reading it now throws.
+      const logic = (event.actorRef as { logic?: { config?: { id?: unknown } } }).logic;
+      const machineId = typeof logic?.config?.id === 'string' ? logic.config.id : undefined;
+      return { ...base, parentId: actor._parent?.sessionId, machineId };
+    }
     case '@xstate.event':
       return {
         ...base,
@@ -309,11 +309,14 @@ export async function startInspection(options: InspectionOptions): Promise<Inspe
   const learnPayment = (event: InspectionEvent) => {
     if (paymentOf.has(event.rootId)) return;
     const candidate =
-      event.type === '@xstate.snapshot'
-        ? (event.snapshot as { context?: { paymentRequestId?: unknown } }).context?.paymentRequestId
-        : event.type === '@xstate.event'
-          ? (event.event as { input?: { paymentRequestId?: unknown } }).input?.paymentRequestId
-          : undefined;
+      event.type === '@xstate.actor'
+        ? (event.actorRef as { options?: { input?: { paymentRequestId?: unknown } } }).options?.input
+            ?.paymentRequestId
+        : event.type === '@xstate.snapshot'
+          ? (event.snapshot as { context?: { paymentRequestId?: unknown } }).context?.paymentRequestId
+          : event.type === '@xstate.event'
+            ? (event.event as { input?: { paymentRequestId?: unknown } }).input?.paymentRequestId
+            : undefined;
     if (typeof candidate === 'string') paymentOf.set(event.rootId, candidate);
   };
   return {
