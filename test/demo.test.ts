@@ -1,0 +1,227 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import type { LifecycleOutcome } from '../machines/outcome.js';
+import { demoExitCode } from '../src/cli/demo-command.js';
+import type { InquiryOutcome } from '../src/client/answers.js';
+import { agreesWithTruth, reconcile, watchClient } from '../src/demo/reconcile.js';
+import { progressBlock, progressLine } from '../src/demo/report.js';
+import { percentile, table } from '../src/demo/stats.js';
+import type { OrderTruth } from '../src/simulator/index.js';
+import { cli } from './helpers/cli.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'apl-demo-'));
+
+function outcome(id: string, status: LifecycleOutcome['status']): LifecycleOutcome {
+  return {
+    status,
+    paymentRequestId: id,
+    decidedBy: { source: 'inquiry', level: 'payment', code: 'X' },
+    details: {},
+    inquiries: 1,
+    cancelAttempts: 0,
+    decidedAt: 0,
+    lateNotifications: [],
+  };
+}
+
+function truth(id: string, fields: Partial<OrderTruth>): OrderTruth {
+  return {
+    paymentRequestId: id,
+    paymentId: `P${id}`,
+    amount: { currency: 'JPY', value: '100' },
+    status: 'processing',
+    charged: false,
+    refunded: false,
+    cancelled: false,
+    label: 'test',
+    createdAt: 0,
+    expiresAt: 60_000,
+    cancelRequests: 0,
+    ...fields,
+  };
+}
+
+describe('demo as a new user runs it', () => {
+  it('runs as a child process and ends with exit 0 and "reconciliation: lost 0, divergent 0"', () => {
+    const db = join(dir, 'demo.db');
+    const started = Date.now();
+    const child = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'src/cli/main.ts',
+        'demo',
+        '--payments',
+        '30',
+        '--speed',
+        '120',
+        '--store',
+        `sqlite:${db}`,
+      ],
+      { cwd: root, encoding: 'utf8', timeout: 45_000 },
+    );
+    const elapsed = Date.now() - started;
+    expect(child.stderr).toBe('');
+    expect(child.status).toBe(0);
+    const lines = child.stdout.trimEnd().split('\n');
+    expect(lines).toContain('reconciliation: lost 0, divergent 0');
+    // Not a terminal: plain progress lines, no escape codes.
+    expect(child.stdout).toContain('progress: 30/30 settled, 30 created');
+    expect(child.stdout).not.toContain('\x1b[');
+    expect(child.stdout).toMatch(/succeeded\s+\d+/);
+    expect(child.stdout).toMatch(
+      /Latency from the wallet's decision to our outcome \(simulated s, \d+ payments\): p50 [\d.]+, p99 [\d.]+/,
+    );
+    expect(child.stdout).toMatch(/Calls received by the simulator: inquiryPayment \d+, cancelPayment \d+/);
+    expect(elapsed).toBeLessThan(45_000);
+  }, 60_000);
+
+  it('leaves a store that status reads: every lifecycle final, each with its audit history', async () => {
+    const store = `sqlite:${join(dir, 'demo.db')}`;
+    const list = await cli('status', '--store', store, '--json');
+    expect(list.code).toBe(0);
+    const records = JSON.parse(list.out) as { paymentRequestId: string; final: boolean }[];
+    expect(records).toHaveLength(30);
+    expect(records.every((r) => r.final)).toBe(true);
+    const first = records[0]?.paymentRequestId ?? '';
+    const one = await cli('status', first, '--store', store);
+    expect(one.code).toBe(0);
+    expect(one.out).toContain('Audit history');
+    expect(one.out).toContain('TRACK');
+  });
+
+  it('refuses a store that already holds lifecycles (exit 2), since it reconciles all it finds', async () => {
+    const again = await cli('demo', '--payments', '5', '--store', `sqlite:${join(dir, 'demo.db')}`);
+    expect(again.code).toBe(2);
+    expect(again.err).toContain('the store already holds lifecycles');
+  });
+});
+
+describe('reconciliation', () => {
+  it('agreement with the truth follows the rules: success kept, cancel happened, close or failure never charged', () => {
+    const paid = truth('a', { status: 'paid', charged: true });
+    const refunded = truth('a', { status: 'cancelled', charged: true, refunded: true, cancelled: true });
+    const closed = truth('a', { status: 'closed' });
+    expect(agreesWithTruth(outcome('a', 'succeeded'), paid)).toBe(true);
+    expect(agreesWithTruth(outcome('a', 'succeeded'), refunded)).toBe(false);
+    expect(agreesWithTruth(outcome('a', 'succeeded'), closed)).toBe(false);
+    expect(agreesWithTruth(outcome('a', 'cancelled'), refunded)).toBe(true);
+    expect(agreesWithTruth(outcome('a', 'cancelled'), closed)).toBe(false);
+    expect(agreesWithTruth(outcome('a', 'closed'), closed)).toBe(true);
+    expect(agreesWithTruth(outcome('a', 'failed'), paid)).toBe(false);
+    expect(agreesWithTruth(outcome('a', 'closed'), refunded)).toBe(false);
+    expect(agreesWithTruth(outcome('a', 'attention'), paid)).toBe(true);
+  });
+
+  it('counts lost, divergent and attention apart', () => {
+    const outcomes = new Map([
+      ['ok', outcome('ok', 'succeeded')],
+      ['wrong', outcome('wrong', 'failed')],
+      ['person', outcome('person', 'attention')],
+      ['ghost', outcome('ghost', 'closed')],
+    ]);
+    const truths = [
+      truth('ok', { status: 'paid', charged: true }),
+      truth('wrong', { status: 'paid', charged: true }),
+      truth('person', { status: 'paid', charged: true }),
+      truth('missing', { status: 'processing' }),
+    ];
+    const result = reconcile(['ok', 'wrong', 'person', 'ghost', 'missing'], outcomes, truths, ['ok']);
+    expect(result.lost).toEqual(['missing']);
+    expect(result.attention.map((o) => o.paymentRequestId)).toEqual(['person']);
+    expect(result.divergent.map((d) => d.paymentRequestId)).toEqual(['wrong', 'ghost', 'ok']);
+    expect(result.divergent[0]?.reason).toContain('engine says failed, truth is paid');
+    expect(result.divergent[2]?.reason).toContain('cancelPayment was sent after');
+  });
+
+  it('the demo exits 0 only when nothing is lost or divergent; 130 when interrupted', () => {
+    const clean = { lost: [], divergent: [], attention: [] };
+    expect(demoExitCode({ ended: 'all-settled', reconciliation: clean })).toBe(0);
+    expect(demoExitCode({ ended: 'grace-expired', reconciliation: { ...clean, lost: ['x'] } })).toBe(1);
+    expect(
+      demoExitCode({
+        ended: 'all-settled',
+        reconciliation: { ...clean, divergent: [{ paymentRequestId: 'x', reason: 'r' }] },
+      }),
+    ).toBe(1);
+    expect(demoExitCode({ ended: 'interrupted', reconciliation: clean })).toBe(130);
+  });
+
+  it('watches what the engine was told: a cancel after a paid answer reached it is caught, by either reference', async () => {
+    const paid = {
+      kind: 'answer',
+      raw: '{}',
+      responseTime: 't',
+      result: { resultCode: 'SUCCESS', resultStatus: 'S' },
+      paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S' },
+      paymentRequestId: 'by-payment-id',
+    } as unknown as InquiryOutcome;
+    const processing = { ...paid, paymentResult: { resultCode: 'PAYMENT_IN_PROCESS', resultStatus: 'U' } };
+    const answers = new Map<string, InquiryOutcome>([
+      ['paid', { ...paid, paymentRequestId: 'paid' } as InquiryOutcome],
+      ['P-1', paid],
+      ['unsure', processing as InquiryOutcome],
+    ]);
+    const watched = watchClient({
+      inquiryPayment: async (ref) =>
+        answers.get('paymentId' in ref ? ref.paymentId : ref.paymentRequestId) as InquiryOutcome,
+      cancelPayment: async () => ({ kind: 'no-result', reason: 'timeout', detail: '' }),
+    });
+    await watched.client.inquiryPayment({ paymentRequestId: 'paid' });
+    await watched.client.inquiryPayment({ paymentId: 'P-1' });
+    await watched.client.inquiryPayment({ paymentRequestId: 'unsure' });
+    await watched.client.cancelPayment({ paymentRequestId: 'unsure' });
+    expect(watched.cancelsAfterSeenSuccess()).toEqual([]);
+    await watched.client.cancelPayment({ paymentRequestId: 'by-payment-id' });
+    await watched.client.cancelPayment({ paymentRequestId: 'paid' });
+    expect(watched.cancelsAfterSeenSuccess().sort()).toEqual(['by-payment-id', 'paid']);
+  });
+});
+
+describe('report helpers', () => {
+  it('percentiles are nearest-rank: every figure was really measured', () => {
+    expect(percentile([], 50)).toBeUndefined();
+    expect(percentile([5], 99)).toBe(5);
+    const hundred = Array.from({ length: 100 }, (_, i) => 100 - i);
+    expect(percentile(hundred, 50)).toBe(50);
+    expect(percentile(hundred, 99)).toBe(99);
+    expect(percentile([1, 2, 3, 1000], 99)).toBe(1000);
+  });
+
+  it('tables align text left and numbers right', () => {
+    expect(
+      table(
+        ['status', 'n'],
+        [
+          ['succeeded', 12],
+          ['failed', 3],
+        ],
+      ),
+    ).toBe('status      n\n---------  --\nsucceeded  12\nfailed      3');
+  });
+
+  it('progress shows a bar and every state, in a fixed order', () => {
+    const progress = {
+      total: 4,
+      created: 4,
+      settled: 2,
+      byState: { awaitingResult: 1, cancelling: 1, succeeded: 2 },
+      realElapsedMs: 1_500,
+      simElapsedMs: 90_000,
+    };
+    const [bar, states] = progressBlock(progress, 10);
+    expect(bar).toBe('[#####-----]  50%  2/4 settled, 4 created  1.5 s (90.0 s simulated)');
+    expect(states).toBe(
+      'awaitingResult 1  awaitingNotification 0  cancelling 1  succeeded 2  failed 0  closed 0  cancelled 0  attention 0',
+    );
+    expect(progressLine(progress)).toBe(
+      'progress: 2/4 settled, 4 created; awaitingResult 1, awaitingNotification 0, cancelling 1, succeeded 2, failed 0, closed 0, cancelled 0, attention 0 (1.5 s real, 90.0 s simulated)',
+    );
+  });
+});
