@@ -118,7 +118,7 @@ export function demoCommand(io: CliIo, setExit: (code: number) => void): Command
         io.out(formatReport(result, demoFigures(result)));
         if (spec.kind === 'sqlite') {
           io.out(
-            `Lifecycles and their audit history: alipayplus-lifecycle status --store sqlite:${spec.path}\n`,
+            `Lifecycles and their audit history (in simulated time): alipayplus-lifecycle status --store sqlite:${spec.path}\n`,
           );
         }
         if (inspection) io.out(`Inspection events: ${inspection.count} written to ${inspection.jsonlPath}\n`);

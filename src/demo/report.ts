@@ -160,8 +160,14 @@ export function formatReport(result: DemoResult, figures: DemoFigures = demoFigu
     `Run: ${seconds(result.realMs)} s real, ${seconds(result.simMs)} s simulated at ${result.speed}×; ended: ${endedHow}`,
   );
   const shown = 10;
-  for (const id of rec.lost.slice(0, shown)) lines.push(`  lost: ${id}`);
-  if (rec.lost.length > shown) lines.push(`  ... and ${rec.lost.length - shown} more lost`);
+  if (result.ended === 'interrupted') {
+    // Not lost in the engine's sense: stopped mid-way, they stay stored (in a SQLite store) and
+    // resume when an engine starts on it. Counted as lost here all the same: this run did not end them.
+    if (rec.lost.length > 0) lines.push(`  interrupted: ${rec.lost.length} payments had no outcome yet`);
+  } else {
+    for (const id of rec.lost.slice(0, shown)) lines.push(`  lost: ${id}`);
+    if (rec.lost.length > shown) lines.push(`  ... and ${rec.lost.length - shown} more lost`);
+  }
   for (const d of rec.divergent.slice(0, shown))
     lines.push(`  divergent: ${d.paymentRequestId}: ${d.reason}`);
   if (rec.divergent.length > shown) lines.push(`  ... and ${rec.divergent.length - shown} more divergent`);
