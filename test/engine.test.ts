@@ -519,3 +519,25 @@ describe('crash leftovers', () => {
     }
   });
 });
+
+describe('audit and inspection labels', () => {
+  it('the audit names timers and calls, with the deciding code of non-final answers', async () => {
+    const w = await world();
+    await payAndTrack(w, 'AU-1', { decideAfterMs: 4_000, notify: { mode: 'none' } });
+    await w.engine.outcome('AU-1');
+    const audit = await w.store.audit('AU-1');
+    expect(audit.map((e) => e.event)).toEqual(
+      expect.arrayContaining(['TRACK', 'timer.untilNextInquiry', 'call.done']),
+    );
+    expect(audit.find((e) => e.event === 'call.done' && e.to.endsWith('pending'))?.code).toBe(
+      'PAYMENT_IN_PROCESS',
+    );
+  });
+
+  it('an expiry in the past is refused with the message that says what to do', async () => {
+    const w = await world();
+    await expect(
+      w.engine.track({ paymentRequestId: 'EXP-1', paymentExpiryTime: '2020-01-01T00:00:00+08:00' }),
+    ).rejects.toThrow(/expired at .* before it was tracked/);
+  });
+});

@@ -359,7 +359,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
         type: to === 'attention' ? 'xstate.after.untilCancelWindowEnds' : 'xstate.after.untilCancelRetry',
       };
     }
-    return { type: 'xstate.done.actor' };
+    return { type: 'xstate.done.actor.call' };
   }
 
   function send(entry: Entry, event: LifecycleEvent): void {
@@ -417,6 +417,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     } as unknown as Entry;
     const { inspect } = options;
     const actor = createActor(machine, {
+      // The inspector (and any log of actor IDs) shows the payment, not a session number.
+      id,
       input,
       clock: clock as never,
       ...(snapshot ? { snapshot: snapshot as Snapshot<unknown> } : {}),
@@ -606,13 +608,9 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     if (parsed.paymentId) input.paymentId = parsed.paymentId;
     if (parsed.amount) input.amount = { currency: parsed.amount.currency, value: parsed.amount.value };
     if (expiresAt !== undefined) input.expiresAt = expiresAt;
+    if (expiresAt !== undefined && expiresAt <= now) throw expiredBeforeTracked(id, expiresAt);
     const resolved = resolveLifecycleInput(input); // throws INVALID_INPUT naming the field
-    if (resolved.expiresAt <= now) {
-      throw new AlipayPlusLifecycleError(
-        'INVALID_INPUT',
-        `payment ${id} expired at ${new Date(resolved.expiresAt).toISOString()}, before it was tracked: inquire it once (alipayplus-lifecycle inquire) or cancel it; nothing was stored`,
-      );
-    }
+    if (resolved.expiresAt <= now) throw expiredBeforeTracked(id, resolved.expiresAt);
     const policyKey = JSON.stringify(resolved.policy);
     if (!policies.has(policyKey)) policies.set(policyKey, resolved.policy);
     input.policy = policies.get(policyKey) as LifecyclePolicyInput;
@@ -691,6 +689,13 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       if (entry)
         void applyInbox(entry).catch((error: unknown) => logger.error({ err: error }, 'inbox failed'));
     });
+  }
+
+  function expiredBeforeTracked(id: string, expiresAt: number): AlipayPlusLifecycleError {
+    return new AlipayPlusLifecycleError(
+      'INVALID_INPUT',
+      `payment ${id} expired at ${new Date(expiresAt).toISOString()}, before it was tracked: inquire it once (alipayplus-lifecycle inquire) or cancel it; nothing was stored`,
+    );
   }
 
   const engine: PaymentEngine = {
