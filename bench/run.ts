@@ -16,3 +16,4 @@ spawnSync(
     stdio: 'inherit',
   },
 );
+await (await import('./scale-out.js')).runScaleOutBench();

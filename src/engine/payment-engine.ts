@@ -187,6 +187,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   const shared = isSharedStore(store) ? store : undefined;
   const background: NodeJS.Timeout[] = [];
   let unlisten: (() => Promise<void>) | undefined;
+  /** Final lifecycles adopted for their settlement: not in `entries`, renewed all the same. */
+  const settlingIds = new Set<string>();
 
   // ---- persistence: group commit ---------------------------------------------------------------
 
@@ -466,6 +468,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   }
 
   async function fireOne(id: string, outcome: LifecycleOutcome): Promise<void> {
+    if (shared && performance.now() > shared.leaseValidUntil()) return; // the next owner fires it
     remember({
       paymentRequestId: id,
       state: outcome.status,
@@ -636,16 +639,23 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
 
   /** Resumes lifecycles this engine now owns (at start, or adopted from a dead worker). */
   async function takeOver(records: LifecycleRecord[]): Promise<void> {
+    const resumed: Entry[] = [];
     for (const record of records) {
-      if (record.final) {
-        if (record.outcome) await fireSettlement(record.paymentRequestId, record.outcome);
-        continue;
-      }
-      if (entries.has(record.paymentRequestId)) continue;
-      const entry = resume(record);
-      // A new owner first drains the inbox: notifications that arrived while nobody owned it.
-      await applyInbox(entry);
+      if (record.final || entries.has(record.paymentRequestId)) continue;
+      resumed.push(resume(record));
     }
+    for (const record of records) {
+      if (record.final && record.outcome) {
+        settlingIds.add(record.paymentRequestId);
+        try {
+          await fireSettlement(record.paymentRequestId, record.outcome);
+        } finally {
+          settlingIds.delete(record.paymentRequestId);
+        }
+      }
+    }
+    // A new owner first drains the inbox: notifications that arrived while nobody owned it.
+    for (const entry of resumed) await applyInbox(entry);
   }
 
   /** Leases, adoption and notification routing, on real time (not the engine's clock). */
@@ -666,7 +676,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     };
     const period = Math.max(200, Math.floor(store.leaseMs / 3));
     every(period, async () => {
-      const lost = await store.renew([...entries.keys()]);
+      const lost = await store.renew([...entries.keys(), ...settlingIds]);
       for (const id of lost) {
         const entry = entries.get(id);
         if (entry) {

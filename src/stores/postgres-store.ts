@@ -77,6 +77,11 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
   const channel = `alipayplus_${config.schema}`;
   const ownPool = !config.pool;
   const pool = config.pool ?? new pg.Pool({ connectionString: config.connectionString, max: 10 });
+  // Renewal and adoption get connections of their own: queued behind bulk writes in the shared pool,
+  // a renewal could arrive after the lease ran out, and another worker would take the lifecycles.
+  const leasePool = new pg.Pool({ ...(pool as unknown as { options: pg.PoolConfig }).options, max: 2 });
+  const lq = <R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]) =>
+    leasePool.query<R>(text, values as unknown[]);
   /** Epoch per owned lifecycle: every write names it (fencing). */
   const epochs = new Map<string, number>();
   // Leases are renewed by wall time measured here: after a pause (SIGSTOP, GC, a frozen VM) this
@@ -155,6 +160,7 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
     },
 
     async close() {
+      await leasePool.end();
       if (ownPool) await pool.end();
       opened = false;
     },
@@ -203,12 +209,18 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
       return tx(async (client) => {
         // One statement for the whole batch: conditional on version, owner and epoch (fencing).
         const { rows } = await client.query<{ payment_request_id: string }>(
-          `UPDATE ${schema}.lifecycles AS l
+          `WITH v AS (
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bool[], $6::bool[], $7::text[],
+                                  $8::text[], $9::bigint[], $10::bigint[])
+                    AS v(id, version, expected, state, final, settled, snapshot, outcome, updated_at, epoch)
+           ), locked AS (
+             SELECT l.payment_request_id FROM ${schema}.lifecycles l JOIN v ON l.payment_request_id = v.id
+              ORDER BY l.payment_request_id FOR UPDATE OF l
+           )
+           UPDATE ${schema}.lifecycles AS l
               SET version = v.version, state = v.state, final = v.final, settled_fired = v.settled,
                   snapshot = v.snapshot::jsonb, outcome = v.outcome::jsonb, updated_at = v.updated_at
-             FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bool[], $6::bool[], $7::text[],
-                         $8::text[], $9::bigint[], $10::bigint[])
-                  AS v(id, version, expected, state, final, settled, snapshot, outcome, updated_at, epoch)
+             FROM v JOIN locked ON locked.payment_request_id = v.id
             WHERE l.payment_request_id = v.id AND l.version = v.expected AND l.owner = $11 AND l.epoch = v.epoch
         RETURNING l.payment_request_id`,
           [
@@ -372,13 +384,18 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
     async renew(ownedIds) {
       ensureOpen();
       const started = performance.now();
-      const { rows } = await q<{ payment_request_id: string }>(
+      const { rows } = await lq<{ payment_request_id: string }>(
         `WITH beat AS (
            INSERT INTO ${schema}.workers (worker_id, heartbeat_at) VALUES ($1, now())
            ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now()
          )
+         , o AS (SELECT * FROM unnest($3::text[], $4::bigint[]) AS o(id, epoch))
+         , locked AS (
+           SELECT l.payment_request_id FROM ${schema}.lifecycles l JOIN o ON l.payment_request_id = o.id
+            ORDER BY l.payment_request_id FOR UPDATE OF l
+         )
          UPDATE ${schema}.lifecycles AS l SET lease_expires_at = now() + $2 * interval '1 millisecond'
-           FROM unnest($3::text[], $4::bigint[]) AS o(id, epoch)
+           FROM o JOIN locked ON locked.payment_request_id = o.id
           WHERE l.owner = $1 AND l.payment_request_id = o.id AND l.epoch = o.epoch
             AND (l.final = false OR l.settled_fired = false)
       RETURNING l.payment_request_id`,
@@ -396,19 +413,23 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
       ensureOpen();
       // This worker's share: the adoptable lifecycles divided by the live workers, so that a dead
       // worker's payments spread across the survivors instead of landing on the quickest one.
-      const { rows: counts } = await q<{ adoptable: string; live: string }>(
+      const { rows: counts } = await lq<{ adoptable: string; stale: string; live: string }>(
         `SELECT (SELECT count(*) FROM ${schema}.lifecycles
                   WHERE (final = false OR settled_fired = false)
                     AND (owner IS NULL OR lease_expires_at < now())) AS adoptable,
+                (SELECT count(*) FROM ${schema}.lifecycles
+                  WHERE (final = false OR settled_fired = false)
+                    AND (owner IS NULL OR lease_expires_at < now() - $2 * interval '1 millisecond')) AS stale,
                 (SELECT count(*) FROM ${schema}.workers
                   WHERE heartbeat_at > now() - $1 * interval '1 millisecond') AS live`,
-        [leaseMs],
+        [leaseMs, Math.floor(leaseMs / 3)],
       );
       const adoptable = Number(counts[0]?.adoptable ?? 0);
       if (adoptable === 0) return [];
+      const stale = Number(counts[0]?.stale ?? 0);
       const live = Math.max(1, Number(counts[0]?.live ?? 1));
-      const share = Math.min(config.adoptBatch, Math.max(1, Math.ceil(adoptable / live)));
-      const { rows } = await q<Row>(
+      const share = Math.min(config.adoptBatch, stale + Math.max(1, Math.ceil((adoptable - stale) / live)));
+      const { rows } = await lq<Row>(
         `WITH candidates AS (
            SELECT payment_request_id FROM ${schema}.lifecycles
             WHERE (final = false OR settled_fired = false)
