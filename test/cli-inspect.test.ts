@@ -49,8 +49,10 @@ function expectLifecycle(messages: Message[]) {
   expect(types).toContain('@xstate.actor');
   expect(types).toContain('@xstate.event');
   expect(types).toContain('@xstate.snapshot');
-  const root = messages.find((m) => m.type === '@xstate.actor' && m.name === 'paymentLifecycle');
+  // The lifecycle is the root of its actor system, named after its payment (not a session number).
+  const root = messages.find((m) => m.type === '@xstate.actor' && m.sessionId === m.rootId);
   expect(root).toBeDefined();
+  expect(root?.name).toMatch(/^(?!x:)\S+/);
   const ofRoot = messages.filter((m) => m.sessionId === root?.sessionId);
   expect(ofRoot.some((m) => m.type === '@xstate.event' && m.event?.type === 'xstate.init')).toBe(true);
   expect(
