@@ -170,7 +170,7 @@ export async function runEngineBench(): Promise<void> {
     const boundAfter = rawBound(3);
     const rawMedian = median([bound, boundAfter]);
     console.log(
-      `payments in flight: ${PAYMENTS}, store: SQLite (WAL, synchronous=FULL), simulator in its own process`,
+      `payments in flight: ${PAYMENTS}, store: ${process.env.BENCH_STORE === 'memory' ? 'memory' : `SQLite (WAL, synchronous=${sync})`}, simulator in its own process, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
     );
     console.log(
       `raw bound (sign+verify loop, this process): ${rawMedian.toFixed(0)}/s (before ${bound.toFixed(0)}, after ${boundAfter.toFixed(0)})`,
