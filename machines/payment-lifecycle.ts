@@ -509,13 +509,7 @@ export const paymentLifecycleMachine = setup({
   states: {
     awaitingResult: {
       initial: 'pending',
-      on: {
-        NOTIFIED: notificationTransitions(),
-        CLOSE: {
-          target: 'cancelling',
-          actions: { type: 'startCancel', params: { reason: 'closed-by-merchant' } },
-        },
-      },
+      on: whileResultOpen(),
       states: {
         pending: {
           after: { untilNextInquiry: { target: 'inquiring', actions: 'sendInquiry' } },
@@ -524,11 +518,7 @@ export const paymentLifecycleMachine = setup({
         inquiring: {
           invoke: {
             src: 'inquiryPayment',
-            input: ({ context }) => ({
-              paymentRequestId: context.paymentRequestId,
-              ref: inquiryRef(context),
-              attempt: context.inquiries,
-            }),
+            input: inquiryInput,
             onDone: inquiryTransitions('polling'),
             // The call actor itself failed (it should not: the client never throws): "no result received".
             onError: { target: 'deciding', actions: 'recordAnswer' },
@@ -557,13 +547,7 @@ export const paymentLifecycleMachine = setup({
     },
     awaitingNotification: {
       initial: 'waiting',
-      on: {
-        NOTIFIED: notificationTransitions(),
-        CLOSE: {
-          target: 'cancelling',
-          actions: { type: 'startCancel', params: { reason: 'closed-by-merchant' } },
-        },
-      },
+      on: whileResultOpen(),
       states: {
         waiting: {
           after: { untilExpiry: { target: 'lastLook', actions: 'sendLastLook' } },
@@ -572,11 +556,7 @@ export const paymentLifecycleMachine = setup({
         lastLook: {
           invoke: {
             src: 'inquiryPayment',
-            input: ({ context }) => ({
-              paymentRequestId: context.paymentRequestId,
-              ref: inquiryRef(context),
-              attempt: context.inquiries,
-            }),
+            input: inquiryInput,
             onDone: inquiryTransitions('last-look'),
             onError: {
               target: '#paymentLifecycle.cancelling',
@@ -631,6 +611,22 @@ export const paymentLifecycleMachine = setup({
     attention: { type: 'final', output: ({ context }) => context.outcome },
   },
 });
+
+/** The input of every inquiry: exactly one reference, and the inquiry's number. */
+function inquiryInput({ context }: { context: LifecycleContext }): CallInput {
+  return { paymentRequestId: context.paymentRequestId, ref: inquiryRef(context), attempt: context.inquiries };
+}
+
+/** What `awaitingResult` and `awaitingNotification` both take: a notification, or the merchant closing. */
+function whileResultOpen() {
+  return {
+    NOTIFIED: notificationTransitions(),
+    CLOSE: {
+      target: '#paymentLifecycle.cancelling',
+      actions: { type: 'startCancel', params: { reason: 'closed-by-merchant' } },
+    },
+  } as const;
+}
 
 /** NOTIFIED while the result is open: a mismatch asks for a person; S, closed and failed are final. */
 function notificationTransitions() {

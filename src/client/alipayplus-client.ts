@@ -7,7 +7,7 @@ import { Id, PaymentRef } from '../protocol/common.js';
 import { InquiryPaymentResponse } from '../protocol/inquiry-payment.js';
 import { parseOrThrow } from '../validate.js';
 import type { CancelOutcome, InquiryOutcome, NoResult, NoResultReason } from './answers.js';
-import { type KeyInput, loadPrivateKey, loadPublicKey } from './keys.js';
+import { KeyInputSchema, loadPrivateKey, loadPublicKey } from './keys.js';
 import {
   buildSignatureHeader,
   buildSignContent,
@@ -22,20 +22,14 @@ export const API_PATHS = {
   cancelPayment: '/aps/api/v1/payments/cancelPayment',
 } as const;
 
-const keyInput = z.custom<KeyInput>(
-  (value) =>
-    typeof value === 'string' || Buffer.isBuffer(value) || (typeof value === 'object' && value !== null),
-  'must be PEM text, Base64 DER, a Buffer or a KeyObject',
-);
-
 const ClientOptions = z.object({
   baseUrl: z.url({
     protocol: /^https?$/,
     error: 'must be an http(s) URL such as https://open-sea-global.alipayplus.com',
   }),
   clientId: Id,
-  privateKey: keyInput,
-  alipayPublicKey: keyInput,
+  privateKey: KeyInputSchema,
+  alipayPublicKey: KeyInputSchema,
   keyVersion: z.number().int().min(0).default(1),
   timeouts: z
     .object({

@@ -1,8 +1,16 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { z } from 'zod';
 import { KeyError } from '../errors.js';
 
 /** A key as users hold it: PEM text, bare Base64 DER, raw DER bytes, or an existing KeyObject. */
 export type KeyInput = string | Buffer | KeyObject;
+
+/** The options-schema field for a key; the key itself is read (and checked) by loadPrivateKey/loadPublicKey. */
+export const KeyInputSchema = z.custom<KeyInput>(
+  (value) =>
+    typeof value === 'string' || Buffer.isBuffer(value) || (typeof value === 'object' && value !== null),
+  'must be PEM text, Base64 DER, a Buffer or a KeyObject',
+);
 
 const PRIVATE_EXPECTED =
   'expected an RSA private key as PEM ("BEGIN PRIVATE KEY" or "BEGIN RSA PRIVATE KEY") or as bare Base64 DER in PKCS#8 or PKCS#1';

@@ -1,7 +1,7 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { type KeyInput, loadPrivateKey, loadPublicKey } from '../client/keys.js';
+import { type KeyInput, KeyInputSchema, loadPrivateKey, loadPublicKey } from '../client/keys.js';
 import {
   buildSignatureHeader,
   buildSignContent,
@@ -51,8 +51,8 @@ export interface NotificationHandler {
 const Options = z
   .object({
     path: z.string().startsWith('/').default('/alipayplus/notify'),
-    alipayPublicKey: z.custom<KeyInput>((v) => v !== undefined && v !== null, 'is required'),
-    privateKey: z.custom<KeyInput>((v) => v !== undefined && v !== null, 'is required'),
+    alipayPublicKey: KeyInputSchema,
+    privateKey: KeyInputSchema,
     clientId: Id,
     maxBodyBytes: z
       .number()

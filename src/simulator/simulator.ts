@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { z } from 'zod';
 import { API_PATHS } from '../client/alipayplus-client.js';
-import { type KeyInput, loadPrivateKey, loadPublicKey } from '../client/keys.js';
+import { KeyInputSchema, loadPrivateKey, loadPublicKey } from '../client/keys.js';
 import {
   buildSignatureHeader,
   buildSignContent,
@@ -37,10 +37,6 @@ import {
   type ScenarioInput,
 } from './scenario.js';
 
-const keyInput = z.custom<KeyInput>(
-  (v) => typeof v === 'string' || Buffer.isBuffer(v) || typeof v === 'object',
-);
-
 const SimulatorOptions = z
   .object({
     port: z.number().int().min(0).max(65_535).default(0),
@@ -48,9 +44,9 @@ const SimulatorOptions = z
     /** The ACQP's Client-Id: requests must carry it. */
     clientId: Id,
     /** The ACQP's public key, to verify requests and notification acks. */
-    acqpPublicKey: keyInput,
+    acqpPublicKey: KeyInputSchema,
     /** The simulator's own (Alipay+) signing key; generated when absent. */
-    privateKey: keyInput.optional(),
+    privateKey: KeyInputSchema.optional(),
     /** The simulated clock, epoch ms. Default: real time, sped up by `timeFactor`. */
     now: z.custom<() => number>((v) => typeof v === 'function').optional(),
     /** Simulated ms per real ms when `now` is not given: 60 makes a 1-minute expiry pass in a second. */

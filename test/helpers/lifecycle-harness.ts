@@ -6,6 +6,7 @@ import {
   type LifecycleOutcome,
   paymentLifecycleMachine,
 } from '../../machines/index.js';
+import { stateString } from '../../src/engine/payment-engine.js';
 import type { CancelOutcome, InquiryAnswer, InquiryOutcome, NotifyPaymentRequest } from '../../src/index.js';
 
 export const T0 = Date.UTC(2026, 0, 15, 3, 0, 0); // 11:00 UTC+8
@@ -203,11 +204,7 @@ export class LifecycleHarness {
   }
 }
 
-export function stateString(value: unknown): string {
-  if (typeof value === 'string') return value;
-  const [key, child] = Object.entries(value as Record<string, unknown>)[0] ?? ['?', ''];
-  return `${key}.${stateString(child)}`;
-}
+export { stateString } from '../../src/engine/payment-engine.js';
 
 // Scripted answers, as the client would resolve them.
 const ok = { resultCode: 'SUCCESS', resultStatus: 'S' as const, resultMessage: 'success' };
