@@ -135,11 +135,27 @@ export interface PaymentEngine {
   readonly activeCount: number;
 }
 
+/** Interned state strings: each lifecycle keeps one, and thousands must not each own a copy. */
+const stateStrings = new Map<string, Map<string, string>>();
+
+/** `{ awaitingResult: 'pending' }` → `'awaitingResult.pending'` (the same string object every time). */
 export function stateString(value: unknown): string {
   if (typeof value === 'string') return value;
-  const entries = Object.entries(value as Record<string, unknown>);
-  const [key, child] = entries[0] ?? ['?', ''];
-  return `${key}.${stateString(child)}`;
+  for (const key in value as Record<string, unknown>) {
+    const child = stateString((value as Record<string, unknown>)[key]);
+    let byChild = stateStrings.get(key);
+    if (!byChild) {
+      byChild = new Map();
+      stateStrings.set(key, byChild);
+    }
+    let joined = byChild.get(child);
+    if (joined === undefined) {
+      joined = `${key}.${child}`;
+      byChild.set(child, joined);
+    }
+    return joined;
+  }
+  return '?.';
 }
 
 function eventName(type: string): string {
@@ -388,7 +404,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       const code = decidingCode(snapshot, event.type, event);
       if (code) audit.code = code;
       entry.audit.push(audit);
-      emitter.emit('transition', { ...audit, paymentRequestId: entry.id } satisfies TransitionEvent);
+      if (emitter.listenerCount('transition') > 0)
+        emitter.emit('transition', { ...audit, paymentRequestId: entry.id } satisfies TransitionEvent);
     }
     if (event.type === 'NOTIFIED' && from.startsWith('cancelling') && to.startsWith('cancelling')) {
       emitter.emit('late-notification', {
@@ -418,28 +435,32 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       sending: undefined,
     } as unknown as Entry;
     const { inspect } = options;
+    // One object shape for every payment (no conditional spreads): XState copies these options
+    // into each actor, and differing shapes cost a hidden class per payment.
     const actor = createActor(machine, {
       // The inspector (and any log of actor IDs) shows the payment, not a session number.
       id,
       input,
       clock: clock as never,
-      ...(snapshot ? { snapshot: snapshot as Snapshot<unknown> } : {}),
-      ...(inspect
-        ? {
-            inspect: (inspection: InspectionEvent) => {
-              inspect(inspection);
-              if (inspection.type === '@xstate.snapshot' && inspection.actorRef === entry.actor) {
-                observe(entry, inspection.snapshot as LifecycleSnapshot, inspection.event);
-              }
-            },
+      snapshot: snapshot as Snapshot<unknown> | undefined,
+      inspect: inspect
+        ? (inspection: InspectionEvent) => {
+            inspect(inspection);
+            if (inspection.type === '@xstate.snapshot' && inspection.actorRef === entry.actor) {
+              observe(entry, inspection.snapshot as LifecycleSnapshot, inspection.event);
+            }
           }
-        : {}),
+        : undefined,
     });
     entry.actor = actor;
     entry.lastSnapshot = actor.getSnapshot();
     entry.state = stateString(entry.lastSnapshot.value);
     if (!inspect)
-      actor.subscribe({ next: (next) => observe(entry, next, undefined), error: () => undefined });
+      // Positional handlers, not an observer object: a named closure per payment costs more heap.
+      actor.subscribe(
+        (next) => observe(entry, next, undefined),
+        () => undefined,
+      );
     return entry;
   }
 
