@@ -12,7 +12,9 @@ export type ErrorCode =
   /** An options object failed validation. */
   | 'INVALID_OPTIONS'
   /** An argument (an ID, an amount, a time) failed validation. */
-  | 'INVALID_INPUT';
+  | 'INVALID_INPUT'
+  /** The store cannot write any more (the SQLite store's writer thread died): close and open it again. */
+  | 'STORE_UNAVAILABLE';
 
 export class AlipayPlusLifecycleError extends Error {
   readonly code: ErrorCode;

@@ -1,15 +1,25 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { AlipayPlusLifecycleError } from '../errors.js';
 import { readMigrations } from './sql-files.js';
+import {
+  configure,
+  createWriter,
+  type LifecycleChanges,
+  WRITER_MARKER,
+  type Writer,
+  type WriterOp,
+  type WriterRequest,
+  type WriterResponse,
+} from './sqlite-writer.js';
 import type {
   AuditEntry,
   LifecycleRecord,
   LifecycleStore,
   LifecycleWrite,
   StoredNotification,
-  WriteConflict,
 } from './store.js';
 
 export interface SqliteStoreOptions {
@@ -18,6 +28,20 @@ export interface SqliteStoreOptions {
    * lose the last commits on power loss, for more throughput. See docs/operations.md.
    */
   synchronous?: 'FULL' | 'NORMAL';
+  /**
+   * `true` (default): every write (`insert`, `write`, `markSettled`, `recordNotification`,
+   * `markNotificationApplied`) runs on a second connection in a `worker_threads` Worker, one at a
+   * time in call order, so that row writes and the commit's fsync never block the event loop. A
+   * write's promise still resolves only once its transaction has committed at the `synchronous`
+   * level; reads stay on the calling thread and see every write that has resolved. The Worker keeps
+   * the process alive only while a write is pending. If it dies, pending and later writes reject with
+   * `STORE_UNAVAILABLE` until `close()` and `open()`.
+   *
+   * `false`: writes run synchronously on the calling thread's connection (lighter for short-lived
+   * tools and tests). A `:memory:` database (or `''`, a temporary one) always writes in the calling
+   * thread: a Worker cannot share it.
+   */
+  writerThread?: boolean;
 }
 
 /** The default store location, relative to the working directory. */
@@ -52,107 +76,196 @@ function toRecord(row: LifecycleRow): LifecycleRecord {
   return record;
 }
 
+/** Where the store's writes run: on the calling thread, or on the writer thread. */
+interface WriterChannel {
+  run<K extends WriterOp>(op: K, ...args: Parameters<Writer[K]>): Promise<ReturnType<Writer[K]>>;
+  /** Resolves once every write sent before has answered and the writer's connection is closed. */
+  close(): Promise<void>;
+}
+
+type AnyOp = (...args: unknown[]) => unknown;
+
+function inThreadWriter(db: Database.Database): WriterChannel {
+  const writer = createWriter(db);
+  return {
+    async run(op, ...args) {
+      return (writer[op] as AnyOp)(...args) as never;
+    },
+    async close() {},
+  };
+}
+
+function unavailable(cause: unknown): AlipayPlusLifecycleError {
+  return new AlipayPlusLifecycleError(
+    'STORE_UNAVAILABLE',
+    "the SQLite store's writer thread stopped: nothing more is written until the store is closed and opened again (engine.stop(), engine.start())",
+    { cause },
+  );
+}
+
+/** The writer's error as the caller would have seen it in-thread (a SqliteError keeps its `code`). */
+function reviveError(error: { name: string; message: string; code?: string }): Error {
+  if (error.name === 'SqliteError')
+    return new Database.SqliteError(error.message, error.code ?? 'SQLITE_ERROR');
+  const revived = new Error(error.message);
+  revived.name = error.name;
+  if (error.code !== undefined) Object.assign(revived, { code: error.code });
+  return revived;
+}
+
 /**
- * The embedded default: one SQLite file in WAL mode (better-sqlite3 12). Writes are synchronous
- * and batched by the engine into one transaction per tick.
+ * Starts sqlite-writer.js in a Worker on its own connection to `path`; resolves once that connection
+ * is open. One port carries the requests and the worker handles one message at a time, so writes
+ * commit in call order; each answer is posted after its commit. The Worker is ref'd while a request
+ * is pending (the process waits for the commit) and unref'd when idle.
+ */
+async function startWriterThread(path: string, synchronous: 'FULL' | 'NORMAL'): Promise<WriterChannel> {
+  const worker = new Worker(new URL('./sqlite-writer.js', import.meta.url), {
+    workerData: { [WRITER_MARKER]: { path, synchronous } },
+    // Plain JavaScript needs no loader (tsx), and some of the parent's flags (`--input-type`) would
+    // stop a worker started from a file.
+    execArgv: [],
+  });
+  const pending = new Map<number, { resolve: (value: never) => void; reject: (error: unknown) => void }>();
+  let nextId = 1;
+  let failure: unknown;
+  let stopped = false;
+  let started: { resolve: () => void; reject: (error: unknown) => void } | undefined;
+  const ready = new Promise<void>((resolve, reject) => {
+    started = { resolve, reject };
+  });
+
+  const fail = (cause: unknown) => {
+    if (failure !== undefined) return;
+    failure = cause;
+    const error = unavailable(cause);
+    started?.reject(error);
+    for (const op of pending.values()) op.reject(error);
+    pending.clear();
+  };
+  worker.on('error', fail);
+  worker.on('exit', (code) =>
+    fail(
+      stopped ? new Error('the writer thread was closed') : new Error(`the writer thread exited (${code})`),
+    ),
+  );
+  worker.on('message', (message: WriterResponse) => {
+    if ('ready' in message) return started?.resolve();
+    const op = pending.get(message.id);
+    if (!op) return;
+    pending.delete(message.id);
+    if (pending.size === 0) worker.unref();
+    if (message.error) op.reject(reviveError(message.error));
+    else op.resolve(message.result as never);
+  });
+
+  const send = <T>(request: WriterRequest) =>
+    new Promise<T>((resolve, reject) => {
+      if (failure !== undefined) return reject(unavailable(failure));
+      worker.postMessage(request); // throws (rejects) on an uncloneable argument, before it counts as pending
+      if (pending.size === 0) worker.ref();
+      pending.set(request.id, { resolve, reject });
+    });
+
+  try {
+    await ready;
+  } catch (error) {
+    await worker.terminate();
+    throw error;
+  }
+  started = undefined;
+  worker.unref();
+
+  return {
+    run(op, ...args) {
+      return send({ id: nextId++, op, args } as WriterRequest);
+    },
+    async close() {
+      // After every request sent before it (FIFO): pending writes commit first.
+      if (failure === undefined) await send({ id: nextId++, op: 'close' }).catch(() => undefined);
+      stopped = true;
+      await worker.terminate();
+    },
+  };
+}
+
+interface OpenStore {
+  db: Database.Database;
+  statements: Statements;
+  writer: WriterChannel;
+}
+
+type Statements = ReturnType<typeof prepareReads>;
+
+function prepareReads(d: Database.Database) {
+  return {
+    load: d.prepare<[string], LifecycleRow>('SELECT * FROM lifecycles WHERE payment_request_id = ?'),
+    resumable: d.prepare<[], LifecycleRow>(
+      'SELECT * FROM lifecycles WHERE final = 0 OR settled_fired = 0 ORDER BY created_at',
+    ),
+    auditOf: d.prepare<
+      [string],
+      { at: number; from_state: string; to_state: string; event: string; code: string | null }
+    >('SELECT at, from_state, to_state, event, code FROM audit_log WHERE payment_request_id = ? ORDER BY id'),
+    notificationsOf: d.prepare<[string], { id: string; received_at: number; body: string; applied: number }>(
+      'SELECT id, received_at, body, applied FROM notifications WHERE payment_request_id = ? ORDER BY received_at, id',
+    ),
+    list: d.prepare<[number], LifecycleRow>('SELECT * FROM lifecycles ORDER BY created_at DESC LIMIT ?'),
+    lateUnapplied: d.prepare<
+      [],
+      { id: string; payment_request_id: string; received_at: number; body: string }
+    >(
+      `SELECT n.id, n.payment_request_id, n.received_at, n.body FROM notifications n
+         JOIN lifecycles l ON l.payment_request_id = n.payment_request_id
+        WHERE n.applied = 0 AND l.final = 1 ORDER BY n.received_at`,
+    ),
+  };
+}
+
+// The input never changes after the insert: updates do not serialise it again.
+const changes = (record: LifecycleRecord): LifecycleChanges => ({
+  id: record.paymentRequestId,
+  version: record.version,
+  state: record.state,
+  final: record.final ? 1 : 0,
+  settled: record.settledFired ? 1 : 0,
+  snapshot: JSON.stringify(record.snapshot),
+  outcome: record.outcome ? JSON.stringify(record.outcome) : null,
+  updatedAt: record.updatedAt,
+});
+
+/**
+ * The embedded default: one SQLite file in WAL mode (better-sqlite3 12). The engine batches writes
+ * into one transaction per tick; they run on a writer thread by default (see
+ * {@link SqliteStoreOptions.writerThread}), reads on the calling thread.
  */
 export function sqliteStore(
   path: string = DEFAULT_SQLITE_PATH,
   options: SqliteStoreOptions = {},
 ): LifecycleStore {
-  let db: Database.Database | undefined;
+  const synchronous = options.synchronous ?? 'FULL';
+  let current: OpenStore | undefined;
+  let opening: Promise<void> | undefined;
+  let closing: Promise<void> | undefined;
+
   const handle = () => {
-    if (!db)
+    if (!current)
       throw new AlipayPlusLifecycleError(
         'INVALID_OPTIONS',
         'the SQLite store is not open: call open() (engine.start() does)',
       );
-    return db;
+    return current;
   };
-  let statements: ReturnType<typeof prepare> | undefined;
+  const st = () => handle().statements;
+  const writer = () => handle().writer;
 
-  function prepare(d: Database.Database) {
-    return {
-      load: d.prepare<[string], LifecycleRow>('SELECT * FROM lifecycles WHERE payment_request_id = ?'),
-      insert: d.prepare(
-        `INSERT INTO lifecycles (payment_request_id, version, state, final, settled_fired, input, snapshot, outcome, created_at, updated_at)
-         VALUES (@id, @version, @state, @final, @settled, @input, @snapshot, @outcome, @createdAt, @updatedAt)
-         ON CONFLICT (payment_request_id) DO NOTHING`,
-      ),
-      update: d.prepare(
-        `UPDATE lifecycles SET version = @version, state = @state, final = @final, settled_fired = @settled,
-           snapshot = @snapshot, outcome = @outcome, updated_at = @updatedAt
-         WHERE payment_request_id = @id AND version = @expected`,
-      ),
-      audit: d.prepare(
-        'INSERT INTO audit_log (payment_request_id, at, from_state, to_state, event, code) VALUES (?, ?, ?, ?, ?, ?)',
-      ),
-      applied: d.prepare('UPDATE notifications SET applied = 1 WHERE id = ?'),
-      resumable: d.prepare<[], LifecycleRow>(
-        'SELECT * FROM lifecycles WHERE final = 0 OR settled_fired = 0 ORDER BY created_at',
-      ),
-      markSettled: d.prepare('UPDATE lifecycles SET settled_fired = 1 WHERE payment_request_id = ?'),
-      auditOf: d.prepare<
-        [string],
-        { at: number; from_state: string; to_state: string; event: string; code: string | null }
-      >(
-        'SELECT at, from_state, to_state, event, code FROM audit_log WHERE payment_request_id = ? ORDER BY id',
-      ),
-      notify: d.prepare(
-        `INSERT INTO notifications (id, payment_request_id, received_at, body, applied) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO NOTHING`,
-      ),
-      notificationsOf: d.prepare<
-        [string],
-        { id: string; received_at: number; body: string; applied: number }
-      >(
-        'SELECT id, received_at, body, applied FROM notifications WHERE payment_request_id = ? ORDER BY received_at, id',
-      ),
-      list: d.prepare<[number], LifecycleRow>('SELECT * FROM lifecycles ORDER BY created_at DESC LIMIT ?'),
-      lateUnapplied: d.prepare<
-        [],
-        { id: string; payment_request_id: string; received_at: number; body: string }
-      >(
-        `SELECT n.id, n.payment_request_id, n.received_at, n.body FROM notifications n
-           JOIN lifecycles l ON l.payment_request_id = n.payment_request_id
-          WHERE n.applied = 0 AND l.final = 1 ORDER BY n.received_at`,
-      ),
-    };
-  }
-  const st = () => {
-    handle();
-    return statements as ReturnType<typeof prepare>;
-  };
+  // `:memory:` and `''` (a temporary file) are private to one connection: no writer thread then.
+  const inMemory = path === ':memory:' || path === '';
 
-  // The input never changes after the insert: updates do not serialise it again.
-  const changes = (record: LifecycleRecord) => ({
-    id: record.paymentRequestId,
-    version: record.version,
-    state: record.state,
-    final: record.final ? 1 : 0,
-    settled: record.settledFired ? 1 : 0,
-    snapshot: JSON.stringify(record.snapshot),
-    outcome: record.outcome ? JSON.stringify(record.outcome) : null,
-    updatedAt: record.updatedAt,
-  });
-  const params = (record: LifecycleRecord) => ({
-    ...changes(record),
-    input: JSON.stringify(record.input),
-    createdAt: record.createdAt,
-  });
-
-  const addAudit = (entries: AuditEntry[]) => {
-    for (const e of entries) st().audit.run(e.paymentRequestId, e.at, e.from, e.to, e.event, e.code ?? null);
-  };
-
-  return {
-    async open() {
-      if (db) return;
-      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-      const d = new Database(path);
-      d.pragma('journal_mode = WAL');
-      d.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
-      d.pragma('busy_timeout = 5000');
+  async function openNow(): Promise<void> {
+    if (!inMemory) mkdirSync(dirname(path), { recursive: true });
+    const d = configure(new Database(path), synchronous);
+    try {
       d.exec(
         'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',
       );
@@ -174,51 +287,70 @@ export function sqliteStore(
         }
       });
       migrate.immediate();
-      db = d;
-      statements = prepare(d);
+      const statements = prepareReads(d);
+      const w =
+        inMemory || options.writerThread === false
+          ? inThreadWriter(d)
+          : await startWriterThread(path, synchronous);
+      current = { db: d, statements, writer: w };
+    } catch (error) {
+      d.close();
+      throw error;
+    }
+  }
+
+  return {
+    async open() {
+      if (closing) await closing;
+      if (current) return;
+      opening ??= openNow().finally(() => {
+        opening = undefined;
+      });
+      await opening;
     },
     async close() {
-      db?.close();
-      db = undefined;
-      statements = undefined;
+      if (opening) await opening.catch(() => undefined);
+      if (closing) return closing;
+      const open = current;
+      if (!open) return;
+      current = undefined; // later calls reject at once; writes already sent still commit
+      closing = (async () => {
+        try {
+          await open.writer.close();
+        } finally {
+          open.db.close();
+        }
+      })().finally(() => {
+        closing = undefined;
+      });
+      return closing;
     },
     async load(id) {
       const row = st().load.get(id);
       return row && toRecord(row);
     },
     async insert(record, audit) {
-      return handle().transaction(() => {
-        const inserted = st().insert.run(params(record)).changes === 1;
-        if (inserted) addAudit(audit);
-        return inserted;
-      })();
+      return writer().run(
+        'insert',
+        { ...changes(record), input: JSON.stringify(record.input), createdAt: record.createdAt },
+        audit,
+      );
     },
     async write(writes: LifecycleWrite[]) {
-      return handle().transaction(() => {
-        const conflicts: WriteConflict[] = [];
-        for (const write of writes) {
-          const changed = st().update.run({
-            ...changes(write.record),
-            expected: write.expectedVersion,
-          }).changes;
-          if (changed !== 1) {
-            conflicts.push({
-              paymentRequestId: write.record.paymentRequestId,
-              expectedVersion: write.expectedVersion,
-            });
-            continue;
-          }
-          addAudit(write.audit);
-          for (const id of write.appliedNotifications) st().applied.run(id);
-        }
-        return conflicts;
-      })();
+      return writer().run(
+        'write',
+        writes.map((write) => ({
+          params: { ...changes(write.record), expected: write.expectedVersion },
+          audit: write.audit,
+          applied: write.appliedNotifications,
+        })),
+      );
     },
     async listResumable() {
       return st().resumable.all().map(toRecord);
     },
     async markSettled(id) {
-      st().markSettled.run(id);
+      return writer().run('markSettled', id);
     },
     async audit(id) {
       return st()
@@ -236,10 +368,16 @@ export function sqliteStore(
         });
     },
     async recordNotification(n: StoredNotification) {
-      st().notify.run(n.id, n.paymentRequestId, n.receivedAt, JSON.stringify(n.body), n.applied ? 1 : 0);
+      return writer().run('recordNotification', {
+        id: n.id,
+        paymentRequestId: n.paymentRequestId,
+        receivedAt: n.receivedAt,
+        body: JSON.stringify(n.body),
+        applied: n.applied ? 1 : 0,
+      });
     },
     async markNotificationApplied(id) {
-      st().applied.run(id);
+      return writer().run('markNotificationApplied', id);
     },
     async unappliedOfFinal() {
       return st()
