@@ -4,11 +4,13 @@
  *   signing client), and signed inquiries per second through the engine, as a ratio of it;
  * - heap per in-flight payment at 10,000 concurrent payments;
  * - timer lateness (p50/p99) at 10,000 concurrent payments.
- * Asserts nothing about time. Run: node --expose-gc --import tsx bench/engine.ts
+ * Asserts nothing about time. Run with `npm run bench` (compiled), or for a quick look:
+ * node --expose-gc --import tsx bench/engine.ts (tsx's per-function names inflate heap and CPU).
  */
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -21,7 +23,7 @@ import {
   sqliteStore,
   systemClock,
 } from '../src/index.js';
-import { machineLine, median, percentile } from './machine.js';
+import { machineLine, median, percentile, scriptArgs } from './machine.js';
 
 const PAYMENTS = Number(process.env.BENCH_PAYMENTS ?? 10_000);
 const CLIENT_ID = 'BENCH_CLIENT';
@@ -30,14 +32,10 @@ const acqp = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const acqpPublicPem = acqp.publicKey.export({ type: 'spki', format: 'pem' }).toString();
 
 async function startSimulator() {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', new URL('./simulator-process.ts', import.meta.url).pathname],
-    {
-      env: { ...process.env, SIM_CLIENT_ID: CLIENT_ID, SIM_ACQP_PUBLIC_KEY: acqpPublicPem },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
+  const child = spawn(process.execPath, scriptArgs('./simulator-process.ts', import.meta.url), {
+    env: { ...process.env, SIM_CLIENT_ID: CLIENT_ID, SIM_ACQP_PUBLIC_KEY: acqpPublicPem },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const line = await new Promise<string>((resolve) =>
     createInterface({ input: child.stdout }).once('line', resolve),
   );
@@ -130,12 +128,24 @@ async function phase(
   const start = performance.now();
   const windows: number[] = [];
   let last = inquiries;
+  const elu0 = performance.eventLoopUtilization();
+  // BENCH_PROFILE=dir writes a CPU profile of the measured window (open it in Chrome DevTools).
+  const profiler = process.env.BENCH_PROFILE ? new Session() : undefined;
+  profiler?.connect();
+  await profiler?.post('Profiler.enable');
+  await profiler?.post('Profiler.start');
   for (let s = 0; s < seconds; s++) {
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     windows.push(inquiries - last);
     last = inquiries;
   }
   const rate = (inquiries - startCount) / ((performance.now() - start) / 1000);
+  const busy = performance.eventLoopUtilization(elu0).utilization;
+  if (profiler) {
+    const { profile } = await profiler.post('Profiler.stop');
+    writeFileSync(join(process.env.BENCH_PROFILE as string, `${name}.cpuprofile`), JSON.stringify(profile));
+    profiler.disconnect();
+  }
   if (noResults.size > 0)
     console.log(`${name}: no-result answers ${JSON.stringify(Object.fromEntries(noResults))}`);
   const inFlightHeap = heap();
@@ -143,6 +153,8 @@ async function phase(
   await client.close();
   return {
     rate,
+    busy,
+    mainMicrosPerInquiry: (busy * 1e6) / rate,
     medianPerSecond: median(windows),
     heapPerPayment: (afterTrack - before) / PAYMENTS,
     heapPerPaymentRunning: (inFlightHeap - before) / PAYMENTS,
@@ -161,22 +173,23 @@ export async function runEngineBench(): Promise<void> {
   try {
     const bound = rawBound(3);
     const sync = (process.env.BENCH_SYNC ?? 'FULL') as 'FULL' | 'NORMAL';
+    const writer = process.env.BENCH_WRITER !== '0';
     const makeStore = (file: string) =>
       process.env.BENCH_STORE === 'memory'
         ? memoryStore()
-        : sqliteStore(join(dir, file), { synchronous: sync });
+        : sqliteStore(join(dir, file), { synchronous: sync, writerThread: writer });
     const steady = await phase('steady', sim, { inquiryScheduleMs: [10_000] }, 10, makeStore('steady.db'));
     const saturated = await phase('saturated', sim, { inquiryScheduleMs: [200] }, 10, makeStore('sat.db'));
     const boundAfter = rawBound(3);
     const rawMedian = median([bound, boundAfter]);
     console.log(
-      `payments in flight: ${PAYMENTS}, store: ${process.env.BENCH_STORE === 'memory' ? 'memory' : `SQLite (WAL, synchronous=${sync})`}, simulator in its own process, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
+      `payments in flight: ${PAYMENTS}, store: ${process.env.BENCH_STORE === 'memory' ? 'memory' : `SQLite (WAL, synchronous=${sync}, writes on ${writer ? 'a writer thread' : 'the main thread'})`}, simulator in its own process, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
     );
     console.log(
       `raw bound (sign+verify loop, this process): ${rawMedian.toFixed(0)}/s (before ${bound.toFixed(0)}, after ${boundAfter.toFixed(0)})`,
     );
     console.log(
-      `saturated: signed inquiries through the engine ${saturated.rate.toFixed(0)}/s (median second ${saturated.medianPerSecond}), ratio to raw bound ${(saturated.rate / rawMedian).toFixed(2)}`,
+      `saturated: signed inquiries through the engine ${saturated.rate.toFixed(0)}/s (median second ${saturated.medianPerSecond}), ratio to raw bound ${(saturated.rate / rawMedian).toFixed(2)}; main thread busy ${(saturated.busy * 100).toFixed(0)}%, ${saturated.mainMicrosPerInquiry.toFixed(0)} µs per inquiry`,
     );
     console.log(
       `steady (1 inquiry / 10 s each): ${steady.rate.toFixed(0)} inquiries/s; timer lateness p50 ${steady.lateP50.toFixed(1)} ms, p99 ${steady.lateP99.toFixed(1)} ms over ${steady.timers} timers`,

@@ -1,4 +1,5 @@
 import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
 
 /** One line naming the machine a figure was measured on; every bench prints it first. */
 export function machineLine(): string {
@@ -18,4 +19,15 @@ export function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+/**
+ * The node arguments that run a sibling script of this bench: its compiled `.js` when the bench
+ * itself runs compiled (`npm run bench` runs what users run: tsc output, without tsx's per-function
+ * naming), its `.ts` through tsx otherwise.
+ */
+export function scriptArgs(relative: string, base: string): string[] {
+  const compiled = base.endsWith('.js');
+  const path = fileURLToPath(new URL(relative.replace(/\.ts$/, compiled ? '.js' : '.ts'), base));
+  return compiled ? [path] : ['--import', 'tsx', path];
 }

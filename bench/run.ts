@@ -4,23 +4,19 @@
  */
 import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { runOverheadBench } from './engine-overhead.js';
+import { scriptArgs } from './machine.js';
 import { runSigningBench } from './signing.js';
 
 await runSigningBench();
 await runOverheadBench();
 // One libuv thread signs per spare core: on 2 cores, four signing threads starve the event loop
 // (measured side by side: 952 inquiries/s with 4 threads, 1,532/s with 1). See docs/operations.md.
-spawnSync(
-  process.execPath,
-  ['--expose-gc', '--import', 'tsx', fileURLToPath(new URL('./engine.ts', import.meta.url))],
-  {
-    stdio: 'inherit',
-    env: {
-      ...process.env,
-      UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(Math.max(1, cpus().length - 1)),
-    },
+spawnSync(process.execPath, ['--expose-gc', ...scriptArgs('./engine.ts', import.meta.url)], {
+  stdio: 'inherit',
+  env: {
+    ...process.env,
+    UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(Math.max(1, cpus().length - 1)),
   },
-);
+});
 await (await import('./scale-out.js')).runScaleOutBench();

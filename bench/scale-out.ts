@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { postgresStore } from '../src/index.js';
 import type { PgPayment, PgWorkerConfig } from '../test/fixtures/pg-worker.js';
-import { machineLine, median } from './machine.js';
+import { machineLine, median, scriptArgs } from './machine.js';
 
 const PG_URL = process.env.ALIPAYPLUS_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 const PAYMENTS = Number(process.env.BENCH_SCALE_PAYMENTS ?? 4_000);
@@ -33,7 +33,7 @@ const FIRST_POLL_MS = 15_000;
 const CLIENT_ID = 'BENCH_CLIENT';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
-const workerPath = fileURLToPath(new URL('../test/fixtures/pg-worker.ts', import.meta.url));
+const workerArgs = scriptArgs('../test/fixtures/pg-worker.ts', import.meta.url);
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 interface Proc {
@@ -44,8 +44,8 @@ interface Proc {
   waitFor(prefix: string, from?: number): Promise<string>;
 }
 
-function start(script: string, env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+function start(args: string[], env: Record<string, string>): Proc {
+  const child = spawn(process.execPath, args, {
     cwd: repoRoot,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -175,7 +175,7 @@ export async function runScaleOutBench(): Promise<void> {
   const acqp = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const acqpPublicPem = acqp.publicKey.export({ type: 'spki', format: 'pem' }).toString();
   const acqpPrivatePem = acqp.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  const simulator = start(fileURLToPath(new URL('./simulator-process.ts', import.meta.url)), {
+  const simulator = start(scriptArgs('./simulator-process.ts', import.meta.url), {
     SIM_CLIENT_ID: CLIENT_ID,
     SIM_ACQP_PUBLIC_KEY: acqpPublicPem,
   });
@@ -196,7 +196,7 @@ export async function runScaleOutBench(): Promise<void> {
     trackConcurrency: 64,
   });
   const worker = (config: PgWorkerConfig) => {
-    const proc = start(workerPath, { PG_WORKER_CONFIG: JSON.stringify(config) });
+    const proc = start(workerArgs, { PG_WORKER_CONFIG: JSON.stringify(config) });
     workers.push(proc);
     return proc;
   };
