@@ -72,6 +72,69 @@ describe('postgresStore: ownership, leases and fencing', () => {
     await b.close();
   });
 
+  it('a worker frozen inside a transaction does not block adoption: the server ends that transaction, and its write fails', async () => {
+    // A's pool stalls the audit insert of one write: A then sits inside its transaction holding the
+    // row lock, as a worker stopped by SIGSTOP or a frozen VM would.
+    const pool = new pg.Pool({ connectionString: PG_URL, max: 4 });
+    let stallMs = 0;
+    const connect = pool.connect.bind(pool) as (callback?: unknown) => Promise<pg.PoolClient>;
+    const stalling = new WeakSet<pg.PoolClient>();
+    Object.assign(pool, {
+      // pool.query() connects with a callback: left as it is.
+      connect: async (callback?: unknown) => {
+        if (callback) return connect(callback);
+        const client = await connect();
+        if (!stalling.has(client)) {
+          stalling.add(client);
+          const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+          Object.assign(client, {
+            query: async (...args: unknown[]) => {
+              if (stallMs > 0 && typeof args[0] === 'string' && args[0].includes('audit_log'))
+                await new Promise((resolve) => setTimeout(resolve, stallMs));
+              return query(...args);
+            },
+          });
+        }
+        return client;
+      },
+    });
+    const a = postgresStore({ pool, schema, workerId: 'FA', leaseMs: 1_000 });
+    const b = postgresStore({ connectionString: PG_URL, schema, workerId: 'FB', leaseMs: 1_000 });
+    await a.open();
+    await b.open();
+    expect(await a.insert(record('F2'), [])).toBe(true);
+    stallMs = 2_500;
+    const stalled = a.write([
+      {
+        record: record('F2', { version: 2, state: 'cancelling.requesting' }),
+        expectedVersion: 1,
+        audit: [
+          {
+            paymentRequestId: 'F2',
+            at: 2,
+            from: 'awaitingResult.pending',
+            to: 'cancelling.requesting',
+            event: 'CLOSE',
+          },
+        ],
+        appliedNotifications: [],
+      },
+    ]);
+    const outcome = stalled.then(
+      () => 'written',
+      (error: Error) => error.message,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1_200)); // past A's lease
+    expect((await b.adopt()).map((r) => r.paymentRequestId)).toContain('F2');
+    expect(await outcome).not.toBe('written');
+    const stored = await b.load('F2');
+    expect(stored?.version).toBe(1); // A's write did not land
+    expect(await b.audit('F2')).toEqual([]);
+    await a.close();
+    await b.close();
+    await pool.end();
+  });
+
   it('renewal keeps a lease alive; release hands it over at once', async () => {
     const a = postgresStore({ connectionString: PG_URL, schema, workerId: 'RA', leaseMs: 1_000 });
     const b = postgresStore({ connectionString: PG_URL, schema, workerId: 'RB', leaseMs: 1_000 });
@@ -206,6 +269,54 @@ describe('two engines sharing PostgreSQL', () => {
     expect(view.final).toBe(false);
     expect(b.engine.activeCount).toBe(0);
     expect(a.engine.activeCount).toBe(1);
+  });
+
+  it('final lifecycles adopted for their settlement keep their leases while they wait their turn: each fires once', async () => {
+    // A worker died with three outcomes final and not yet settled; settling each takes 700 ms, so
+    // the last waits longer than a lease (1,000 ms) for its turn.
+    const gone = postgresStore({
+      connectionString: PG_URL,
+      schema: engineSchema,
+      workerId: 'gone',
+      leaseMs: 1_000,
+    });
+    await gone.open();
+    const ids = ['W-1', 'W-2', 'W-3'];
+    for (const id of ids) {
+      const outcome = {
+        paymentRequestId: id,
+        status: 'succeeded',
+        decidedBy: { level: 'payment', code: 'SUCCESS' },
+      };
+      await gone.insert(record(id, { final: true, state: 'succeeded', outcome: outcome as never }), []);
+    }
+    await gone.close();
+    await new Promise((resolve) => setTimeout(resolve, 1_100)); // its leases run out
+    const fired: string[] = [];
+    const idle = {
+      inquiryPayment: async () => ({ kind: 'no-result', reason: 'network', detail: 'unused' }) as const,
+    };
+    const settler = (workerId: string) =>
+      createPaymentEngine({
+        client: { ...idle, cancelPayment: idle.inquiryPayment },
+        store: postgresStore({ connectionString: PG_URL, schema: engineSchema, workerId, leaseMs: 1_000 }),
+        clock,
+        onSettled: async (o) => {
+          fired.push(`${workerId} ${o.paymentRequestId}`);
+          await new Promise((resolve) => setTimeout(resolve, 700));
+        },
+      });
+    const first = settler('first');
+    await first.start();
+    await eventually(() => fired.length >= 1, 3_000);
+    const second = settler('second'); // would adopt any lifecycle whose lease ran out
+    await second.start();
+    await eventually(() => fired.length >= 3, 5_000);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await first.stop();
+    await second.stop();
+    // Each once, and all by the worker that adopted them: their leases never ran out.
+    expect(fired.sort()).toEqual(['first W-1', 'first W-2', 'first W-3']);
   });
 
   it('a drained worker hands its lifecycles over at once, and the adopter finishes them', async () => {

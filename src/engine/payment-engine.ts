@@ -482,8 +482,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   let settlements: Promise<void> = Promise.resolve();
 
   /** Fires onSettled and `settled` (and `attention`), then marks it fired. At most once per process. */
-  function fireSettlement(id: string, outcome: LifecycleOutcome): Promise<void> {
-    const next = settlements.then(() => fireOne(id, outcome));
+  function fireSettlement(id: string, outcome: LifecycleOutcome, owned = () => true): Promise<void> {
+    const next = settlements.then(() => (owned() ? fireOne(id, outcome) : undefined));
     settlements = next.catch(() => undefined);
     return next;
   }
@@ -665,15 +665,22 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       if (record.final || entries.has(record.paymentRequestId)) continue;
       resumed.push(resume(record));
     }
-    for (const record of records) {
-      if (record.final && record.outcome) {
-        settlingIds.add(record.paymentRequestId);
-        try {
-          await fireSettlement(record.paymentRequestId, record.outcome);
-        } finally {
-          settlingIds.delete(record.paymentRequestId);
-        }
+    // Final ones are here for their settlement. Every one of them is renewed from now until its own
+    // settlement is marked, not only the one firing: settlements run one at a time, and a lease that
+    // ran out while waiting its turn would let another worker adopt and fire it a second time.
+    const finals = records.filter((record) => record.final && record.outcome);
+    for (const record of finals) settlingIds.add(record.paymentRequestId);
+    try {
+      for (const record of finals) {
+        // Lost to another worker meanwhile (renewal said so): the new owner fires it.
+        if (!settlingIds.has(record.paymentRequestId)) continue;
+        await fireSettlement(record.paymentRequestId, record.outcome as LifecycleOutcome, () =>
+          settlingIds.has(record.paymentRequestId),
+        );
+        settlingIds.delete(record.paymentRequestId);
       }
+    } finally {
+      for (const record of finals) settlingIds.delete(record.paymentRequestId);
     }
     // A new owner first drains the inbox: notifications that arrived while nobody owned it.
     for (const entry of resumed) await applyInbox(entry);
@@ -699,6 +706,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     every(period, async () => {
       const lost = await store.renew([...entries.keys(), ...settlingIds]);
       for (const id of lost) {
+        settlingIds.delete(id);
         const entry = entries.get(id);
         if (entry) {
           logger.warn({ paymentRequestId: id }, 'lease lost; another worker owns this lifecycle now');
@@ -742,10 +750,12 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       started = true;
       stopping = false;
       const resumable = await store.listResumable();
+      // Renewal first: settling what was just adopted takes a while (one settlement at a time), and
+      // its leases must not run out meanwhile, or another worker would adopt and fire them again.
+      if (shared) await startSharing(shared);
       await takeOver(resumable);
       // Late notifications whose recording a crash cut short: recorded and reported now.
       for (const notification of await store.unappliedOfFinal()) await deliverNotification(notification);
-      if (shared) await startSharing(shared);
       logger.info({ resumed: resumable.length }, 'engine started');
     },
 

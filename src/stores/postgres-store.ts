@@ -64,6 +64,12 @@ function toRecord(row: Row): LifecycleRecord {
   return record;
 }
 
+/** The server ended the connection (terminated, or timed out in a transaction): it cannot be reused. */
+function isConnectionGone(error: Error): boolean {
+  const code = (error as { code?: string }).code;
+  return code === '57P01' || code === '25P03' || /Connection terminated/i.test(error.message);
+}
+
 /**
  * Lifecycles in PostgreSQL, shared by N engine processes: each lifecycle row has an owner, a fencing
  * epoch and a lease; writes are conditional on owner and epoch; dead workers' lifecycles are adopted
@@ -80,6 +86,11 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
   // Renewal and adoption get connections of their own: queued behind bulk writes in the shared pool,
   // a renewal could arrive after the lease ran out, and another worker would take the lifecycles.
   const leasePool = new pg.Pool({ ...(pool as unknown as { options: pg.PoolConfig }).options, max: 2 });
+  // An idle pooled connection that the server ends is dropped by the pool; unheard, the event would
+  // crash the process.
+  const dropped = () => undefined;
+  if (ownPool) pool.on('error', dropped);
+  leasePool.on('error', dropped);
   const lq = <R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]) =>
     leasePool.query<R>(text, values as unknown[]);
   /** Epoch per owned lifecycle: every write names it (fencing). */
@@ -93,18 +104,31 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
   const q = <R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]) =>
     pool.query<R>(text, values as unknown[]);
 
+  // A worker frozen inside a transaction (SIGSTOP, a stalled VM) holds its row locks, and adoption
+  // skips locked rows: PostgreSQL ends such a transaction well before the lease runs out, so that
+  // the rows can be adopted. The frozen worker's writes then fail, and fencing refuses the retry.
+  const idleInTransactionMs = Math.max(500, Math.floor(leaseMs / 2));
   async function tx<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await pool.connect();
+    // A connection the server ends between two statements (that timeout, a restart) reports it as an
+    // 'error' event, which would crash the process unheard: the next query fails instead.
+    let lost: Error | undefined;
+    const onError = (error: Error) => {
+      lost = error;
+    };
+    client.on('error', onError);
     try {
-      await client.query('BEGIN');
+      await client.query(`BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${idleInTransactionMs}`);
       const result = await work(client);
       await client.query('COMMIT');
       return result;
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      lost ??= error instanceof Error && isConnectionGone(error) ? error : undefined;
+      if (!lost) await client.query('ROLLBACK').catch(() => undefined);
       throw error;
     } finally {
-      client.release();
+      client.off('error', onError);
+      client.release(lost);
     }
   }
 
