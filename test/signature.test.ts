@@ -15,6 +15,7 @@ import {
   signContent,
   signContentAsync,
   verifyContent,
+  verifyContentAsync,
 } from '../src/index.js';
 import { fixtureKeys, fixturePath, generateTestKeyPair } from './helpers/keys.js';
 
@@ -87,6 +88,20 @@ describe('signContent / verifyContent', () => {
         false,
       );
     }
+  });
+
+  it('the async verifier (threadpool) agrees with the sync one: known answer, tampering, another key, garbage', async () => {
+    const signature = encodeURIComponent(KNOWN_BASE64);
+    expect(await verifyContentAsync(content, signature, fixtureKeys.publicPem)).toBe(true);
+    expect(await verifyContentAsync(content, KNOWN_BASE64, fixtureKeys.publicPem)).toBe(true);
+    const tampered = buildSignContent({ ...parts, body: '{"paymentRequestId":"other"}' });
+    expect(await verifyContentAsync(tampered, signature, fixtureKeys.publicPem)).toBe(false);
+    expect(await verifyContentAsync(content, signature, generateTestKeyPair().publicKey)).toBe(false);
+    for (const garbage of ['', '%E0%A4%A', 'bm90IGEgc2lnbmF0dXJl'])
+      expect(await verifyContentAsync(content, garbage, fixtureKeys.publicPem)).toBe(false);
+    expect(() => verifyContentAsync(content, signature, 'not a key')).toThrowError(
+      expect.objectContaining({ code: 'KEY_FORMAT' }),
+    );
   });
 
   it('fails on another key, and fails closed on garbage', () => {

@@ -13,7 +13,7 @@ import {
   buildSignContent,
   parseSignatureHeader,
   signContentAsync,
-  verifyContent,
+  verifyContentAsync,
 } from './signature.js';
 
 export const API_PATHS = {
@@ -179,7 +179,7 @@ export function createAlipayPlusClient(options: AlipayPlusClientOptions): Alipay
           time: responseTime,
           body: rawBytes,
         });
-        verified = verifyContent(content, parsed.signature, alipayPublicKey);
+        verified = await verifyContentAsync(content, parsed.signature, alipayPublicKey);
       } catch (error) {
         return noResult('bad-signature', `the signature header is unusable: ${describe(error)}`, 200);
       }

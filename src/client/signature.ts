@@ -61,24 +61,50 @@ export function signContentAsync(content: string | Buffer, privateKey: KeyInput)
   });
 }
 
+/** The raw signature bytes, or undefined when the header value cannot be decoded. */
+function decodeSignature(signature: string): Buffer | undefined {
+  try {
+    const raw = Buffer.from(decodeURIComponent(signature.trim()), 'base64');
+    return raw.length === 0 ? undefined : raw;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Checks a signature (URL-encoded or plain Base64) over content. Fails closed: anything that cannot
  * be decoded or checked is `false`, never an exception.
  */
 export function verifyContent(content: string | Buffer, signature: string, publicKey: KeyInput): boolean {
-  let raw: Buffer;
-  try {
-    raw = Buffer.from(decodeURIComponent(signature.trim()), 'base64');
-  } catch {
-    return false;
-  }
-  if (raw.length === 0) return false;
+  const raw = decodeSignature(signature);
+  if (!raw) return false;
   try {
     return verify('sha256', asBytes(content), loadPublicKey(publicKey), raw);
   } catch (error) {
     if (error instanceof AlipayPlusLifecycleError) throw error;
     return false;
   }
+}
+
+/**
+ * {@link verifyContent} on the libuv threadpool, like {@link signContentAsync}: the event loop keeps
+ * its time for the calls. Fails closed the same way.
+ */
+export function verifyContentAsync(
+  content: string | Buffer,
+  signature: string,
+  publicKey: KeyInput,
+): Promise<boolean> {
+  const raw = decodeSignature(signature);
+  if (!raw) return Promise.resolve(false);
+  const key = loadPublicKey(publicKey); // a bad key is the caller's error: it throws, as in verifyContent
+  return new Promise((resolve) => {
+    try {
+      verify('sha256', asBytes(content), key, raw, (error, valid) => resolve(!error && valid));
+    } catch {
+      resolve(false);
+    }
+  });
 }
 
 export interface SignatureHeader {
