@@ -3,7 +3,7 @@
  * that answers F ORDER_NOT_EXIST at once. Prints CPU µs per inquiry for each store, so that the
  * engine's overhead can be compared with the ≈ 300 µs of RSA work a real signed inquiry costs.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -96,6 +96,7 @@ export async function runOverheadBench(): Promise<void> {
       rows.get(name)?.main.push(result.mainPerInquiry);
     }
   }
+  rmSync(dir, { recursive: true, force: true });
   for (const [name, { cpu, main }] of rows) {
     console.log(
       `${name.padEnd(23)} ${median(cpu).toFixed(0).padStart(5)} µs CPU, ${median(main).toFixed(0).padStart(5)} µs main thread per inquiry (median of 3, ${PAYMENTS} payments, 2 persisted transitions each)`,

@@ -9,7 +9,7 @@
  */
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -213,6 +213,7 @@ export async function runEngineBench(): Promise<void> {
     );
   } finally {
     sim.child.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
