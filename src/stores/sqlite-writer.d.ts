@@ -15,7 +15,7 @@ export interface LifecycleChanges {
 }
 
 /** A new lifecycle row, the parameters of the INSERT. */
-export interface LifecycleRow extends LifecycleChanges {
+export interface LifecycleInsert extends LifecycleChanges {
   input: string;
   createdAt: number;
 }
@@ -40,7 +40,7 @@ export interface NotificationRow {
 /** The store's mutating operations; each runs in one transaction and returns once it has committed. */
 export interface Writer {
   /** True when inserted (the audit entries are appended then only). */
-  insert(row: LifecycleRow, audit: AuditEntry[]): boolean;
+  insert(row: LifecycleInsert, audit: AuditEntry[]): boolean;
   /** The writes refused because the stored version was not the expected one. */
   write(writes: WriteParams[]): WriteConflict[];
   markSettled(paymentRequestId: string): void;
