@@ -79,6 +79,43 @@ const heap = () => {
   return process.memoryUsage().heapUsed;
 };
 
+/** Self time of a CPU profile by part: GC, idle, each npm package, node internals, this project. */
+function profileShares(profile: {
+  nodes: { id: number; callFrame: { functionName: string; url: string } }[];
+  samples?: number[];
+  timeDeltas?: number[];
+}): string {
+  const partOf = new Map<number, string>();
+  for (const { id, callFrame } of profile.nodes) {
+    const { url, functionName } = callFrame;
+    const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1];
+    partOf.set(
+      id,
+      pkg ??
+        (url.startsWith('node:')
+          ? 'node internals'
+          : url
+            ? 'this project'
+            : functionName === '(garbage collector)' || functionName === '(idle)'
+              ? functionName
+              : 'native'),
+    );
+  }
+  const time = new Map<string, number>();
+  let total = 0;
+  (profile.samples ?? []).forEach((id, i) => {
+    const dt = profile.timeDeltas?.[i] ?? 0;
+    const part = partOf.get(id) ?? 'native';
+    time.set(part, (time.get(part) ?? 0) + dt);
+    total += dt;
+  });
+  return [...time]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 8)
+    .map(([part, t]) => `${part} ${((100 * t) / total).toFixed(0)}%`)
+    .join(', ');
+}
+
 async function phase(
   name: string,
   sim: { url: string; publicKey: string },
@@ -155,6 +192,7 @@ async function phase(
     const { profile } = await profiler.post('Profiler.stop');
     writeFileSync(join(process.env.BENCH_PROFILE as string, `${name}.cpuprofile`), JSON.stringify(profile));
     profiler.disconnect();
+    console.log(`${name}: main-thread self time by part (CPU profile): ${profileShares(profile)}`);
   }
   if (noResults.size > 0)
     console.log(`${name}: no-result answers ${JSON.stringify(Object.fromEntries(noResults))}`);
@@ -175,6 +213,38 @@ async function phase(
   };
 }
 
+/**
+ * The client alone, no engine: 256 calls in flight (the engine's `maxConcurrentCalls`) against the
+ * same simulator. What the engine costs is the distance between this and the saturated phase.
+ */
+async function clientOnly(sim: { url: string; publicKey: string }, seconds: number) {
+  const client = createAlipayPlusClient({
+    baseUrl: sim.url,
+    clientId: CLIENT_ID,
+    privateKey: acqp.privateKey,
+    alipayPublicKey: sim.publicKey,
+    connections: 64,
+  });
+  let answers = 0;
+  let running = true;
+  const loop = async (lane: number) => {
+    for (let i = 0; running; i++) {
+      const outcome = await client.inquiryPayment({ paymentRequestId: `bare-${lane}-${i % 40}` });
+      if (outcome.kind === 'answer') answers++;
+    }
+  };
+  const elu0 = performance.eventLoopUtilization();
+  const start = performance.now();
+  const lanes = Array.from({ length: 256 }, (_, lane) => loop(lane));
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  const rate = answers / ((performance.now() - start) / 1000);
+  const busy = performance.eventLoopUtilization(elu0).utilization;
+  running = false;
+  await Promise.all(lanes);
+  await client.close();
+  return { rate, busy, mainMicrosPerInquiry: (busy * 1e6) / rate };
+}
+
 export async function runEngineBench(): Promise<void> {
   console.log('## engine (bench/engine.ts)');
   console.log(machineLine());
@@ -191,6 +261,7 @@ export async function runEngineBench(): Promise<void> {
         : sqliteStore(join(dir, file), { synchronous: sync, writerThread: writer });
     const steady = await phase('steady', sim, { inquiryScheduleMs: [10_000] }, 10, makeStore('steady.db'));
     const saturated = await phase('saturated', sim, { inquiryScheduleMs: [200] }, 10, makeStore('sat.db'));
+    const bare = await clientOnly(sim, 10);
     const boundAfter = rawBound(3);
     const rawMedian = median([bound, boundAfter]);
     console.log(
@@ -203,10 +274,13 @@ export async function runEngineBench(): Promise<void> {
       `saturated: signed inquiries through the engine ${saturated.rate.toFixed(0)}/s (median second ${saturated.medianPerSecond}), ratio to raw bound ${(saturated.rate / rawMedian).toFixed(2)}; main thread busy ${(saturated.busy * 100).toFixed(0)}%, ${saturated.mainMicrosPerInquiry.toFixed(0)} µs per inquiry`,
     );
     console.log(
+      `client alone (no engine, 256 in flight): ${bare.rate.toFixed(0)}/s, ratio to raw bound ${(bare.rate / rawMedian).toFixed(2)}; main thread busy ${(bare.busy * 100).toFixed(0)}%, ${bare.mainMicrosPerInquiry.toFixed(0)} µs per inquiry`,
+    );
+    console.log(
       `steady (1 inquiry / 10 s each): ${steady.rate.toFixed(0)} inquiries/s; timer lateness p50 ${steady.lateP50.toFixed(1)} ms, p99 ${steady.lateP99.toFixed(1)} ms over ${steady.timers} timers`,
     );
     console.log(
-      `heap per in-flight payment: ${(steady.heapPerPayment / 1024).toFixed(2)} KiB after tracking, ${(steady.heapPerPaymentRunning / 1024).toFixed(2)} KiB while polling; tracking ${PAYMENTS} took ${steady.trackSeconds.toFixed(1)} s (steady), ${saturated.trackSeconds.toFixed(1)} s (saturated)`,
+      `heap per in-flight payment: ${(steady.heapPerPayment / 1024).toFixed(2)} KiB just after tracking (polling under way, calls queued), ${(steady.heapPerPaymentRunning / 1024).toFixed(2)} KiB after 20 s of steady polling; tracking ${PAYMENTS} took ${steady.trackSeconds.toFixed(1)} s (steady), ${saturated.trackSeconds.toFixed(1)} s (saturated)`,
     );
     console.log(
       `saturated timer lateness: p50 ${saturated.lateP50.toFixed(1)} ms, p99 ${saturated.lateP99.toFixed(1)} ms`,
