@@ -4,13 +4,14 @@ import { z } from 'zod';
 import { AlipayPlusLifecycleError } from '../errors.js';
 import { parseOrThrow } from '../validate.js';
 import { readMigrations } from './sql-files.js';
-import type {
-  AuditEntry,
-  LifecycleRecord,
-  LifecycleWrite,
-  SharedLifecycleStore,
-  StoredNotification,
-  WriteConflict,
+import {
+  type AuditEntry,
+  auditEntryOf,
+  type LifecycleRecord,
+  type LifecycleWrite,
+  type SharedLifecycleStore,
+  type StoredNotification,
+  type WriteConflict,
 } from './store.js';
 
 const Options = z
@@ -304,17 +305,7 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
         `SELECT at, from_state, to_state, event, code FROM ${schema}.audit_log WHERE payment_request_id = $1 ORDER BY id`,
         [id],
       );
-      return rows.map((row) => {
-        const entry: AuditEntry = {
-          paymentRequestId: id,
-          at: Number(row.at),
-          from: row.from_state,
-          to: row.to_state,
-          event: row.event,
-        };
-        if (row.code !== null) entry.code = row.code;
-        return entry;
-      });
+      return rows.map((row) => auditEntryOf(id, row));
     },
 
     async recordNotification(n: StoredNotification) {

@@ -14,12 +14,12 @@ import {
   type WriterRequest,
   type WriterResponse,
 } from './sqlite-writer.js';
-import type {
-  AuditEntry,
-  LifecycleRecord,
-  LifecycleStore,
-  LifecycleWrite,
-  StoredNotification,
+import {
+  auditEntryOf,
+  type LifecycleRecord,
+  type LifecycleStore,
+  type LifecycleWrite,
+  type StoredNotification,
 } from './store.js';
 
 export interface SqliteStoreOptions {
@@ -355,17 +355,7 @@ export function sqliteStore(
     async audit(id) {
       return st()
         .auditOf.all(id)
-        .map((row) => {
-          const entry: AuditEntry = {
-            paymentRequestId: id,
-            at: row.at,
-            from: row.from_state,
-            to: row.to_state,
-            event: row.event,
-          };
-          if (row.code !== null) entry.code = row.code;
-          return entry;
-        });
+        .map((row) => auditEntryOf(id, row));
     },
     async recordNotification(n: StoredNotification) {
       return writer().run('recordNotification', {

@@ -32,6 +32,27 @@ export interface AuditEntry {
   code?: string;
 }
 
+/** An `audit_log` row as both SQL stores select it (`at` comes back as text from PostgreSQL's bigint). */
+export interface AuditRow {
+  at: number | string;
+  from_state: string;
+  to_state: string;
+  event: string;
+  code: string | null;
+}
+
+export function auditEntryOf(paymentRequestId: string, row: AuditRow): AuditEntry {
+  const entry: AuditEntry = {
+    paymentRequestId,
+    at: Number(row.at),
+    from: row.from_state,
+    to: row.to_state,
+    event: row.event,
+  };
+  if (row.code !== null) entry.code = row.code;
+  return entry;
+}
+
 /** A verified notification, stored before it is acknowledged. */
 export interface StoredNotification {
   id: string;
