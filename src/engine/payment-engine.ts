@@ -658,22 +658,35 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     return view(entry);
   }
 
-  /** Resumes lifecycles this engine now owns (at start, or adopted from a dead worker). */
-  async function takeOver(records: LifecycleRecord[]): Promise<void> {
+  /**
+   * Resumes lifecycles this engine now owns (at start, or adopted from a dead worker) and fires the
+   * settlements of the final ones. `start()` waits for those settlements; an adoption round does not:
+   * they queue behind this worker's own, and the next round must not wait for them.
+   */
+  async function takeOver(records: LifecycleRecord[], waitForSettlements = true): Promise<void> {
     const resumed: Entry[] = [];
     for (const record of records) {
       if (record.final || entries.has(record.paymentRequestId)) continue;
       resumed.push(resume(record));
     }
-    // Final ones are here for their settlement. Every one of them is renewed from now until its own
-    // settlement is marked, not only the one firing: settlements run one at a time, and a lease that
-    // ran out while waiting its turn would let another worker adopt and fire it a second time.
-    const finals = records.filter((record) => record.final && record.outcome);
+    const settling = settleAdopted(records.filter((record) => record.final && record.outcome));
+    if (!waitForSettlements)
+      settling.catch((error: unknown) => logger.error({ err: error }, 'adopted settlements failed'));
+    // A new owner first drains the inbox: notifications that arrived while nobody owned it.
+    for (const entry of resumed) await applyInbox(entry);
+    if (waitForSettlements) await settling;
+  }
+
+  /**
+   * Final lifecycles adopted for their settlement. Every one of them is renewed from now until its
+   * own settlement is marked, not only the one firing: settlements run one at a time, and a lease
+   * that ran out while waiting its turn would let another worker adopt and fire it a second time.
+   */
+  async function settleAdopted(finals: LifecycleRecord[]): Promise<void> {
     for (const record of finals) settlingIds.add(record.paymentRequestId);
     try {
       for (const record of finals) {
-        // Lost to another worker meanwhile (renewal said so): the new owner fires it.
-        if (!settlingIds.has(record.paymentRequestId)) continue;
+        // Fired only if still ours when its turn comes: renewal drops one lost to another worker.
         await fireSettlement(record.paymentRequestId, record.outcome as LifecycleOutcome, () =>
           settlingIds.has(record.paymentRequestId),
         );
@@ -682,8 +695,6 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     } finally {
       for (const record of finals) settlingIds.delete(record.paymentRequestId);
     }
-    // A new owner first drains the inbox: notifications that arrived while nobody owned it.
-    for (const entry of resumed) await applyInbox(entry);
   }
 
   /** Leases, adoption and notification routing, on real time (not the engine's clock). */
@@ -715,7 +726,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       }
     });
     // Adoption a little off the renewal beat, so that workers do not all query at once.
-    every(period + Math.floor(Math.random() * 100), async () => takeOver(await store.adopt()));
+    every(period + Math.floor(Math.random() * 100), async () => takeOver(await store.adopt(), false));
     // The backstop for a missed LISTEN wake-up.
     every(period * 2, async () => {
       for (const id of await store.ownedWithUnappliedNotifications()) {
