@@ -34,6 +34,35 @@ const record = (id: string, extra: Partial<LifecycleRecord> = {}): LifecycleReco
   ...extra,
 });
 
+/**
+ * A pool whose checked-out clients call `before(sql, client)` ahead of each query (pool.query() is
+ * left as it is): for stalling or ending a connection in the middle of a transaction.
+ */
+function interceptedPool(before: (sql: string, client: pg.PoolClient) => Promise<void>): pg.Pool {
+  const pool = new pg.Pool({ connectionString: PG_URL, max: 4 });
+  pool.on('error', () => undefined); // connections this test ends
+  const connect = pool.connect.bind(pool) as (callback?: unknown) => Promise<pg.PoolClient>;
+  const wrapped = new WeakSet<pg.PoolClient>();
+  Object.assign(pool, {
+    connect: async (callback?: unknown) => {
+      if (callback) return connect(callback);
+      const client = await connect();
+      if (!wrapped.has(client)) {
+        wrapped.add(client);
+        const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+        Object.assign(client, {
+          query: async (...args: unknown[]) => {
+            if (typeof args[0] === 'string') await before(args[0], client);
+            return query(...args);
+          },
+        });
+      }
+      return client;
+    },
+  });
+  return pool;
+}
+
 describe('postgresStore: ownership, leases and fencing', () => {
   it('migrates idempotently, even when several workers open at once', async () => {
     const stores = [1, 2, 3].map((i) =>
@@ -72,31 +101,16 @@ describe('postgresStore: ownership, leases and fencing', () => {
     await b.close();
   });
 
-  it('a worker frozen inside a transaction does not block adoption: the server ends that transaction, and its write fails', async () => {
+  it('a worker frozen inside a transaction does not block adoption: the server ends that transaction, and fencing refuses its retry', async () => {
     // A's pool stalls the audit insert of one write: A then sits inside its transaction holding the
     // row lock, as a worker stopped by SIGSTOP or a frozen VM would.
-    const pool = new pg.Pool({ connectionString: PG_URL, max: 4 });
     let stallMs = 0;
-    const connect = pool.connect.bind(pool) as (callback?: unknown) => Promise<pg.PoolClient>;
-    const stalling = new WeakSet<pg.PoolClient>();
-    Object.assign(pool, {
-      // pool.query() connects with a callback: left as it is.
-      connect: async (callback?: unknown) => {
-        if (callback) return connect(callback);
-        const client = await connect();
-        if (!stalling.has(client)) {
-          stalling.add(client);
-          const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-          Object.assign(client, {
-            query: async (...args: unknown[]) => {
-              if (stallMs > 0 && typeof args[0] === 'string' && args[0].includes('audit_log'))
-                await new Promise((resolve) => setTimeout(resolve, stallMs));
-              return query(...args);
-            },
-          });
-        }
-        return client;
-      },
+    const pool = interceptedPool(async (sql) => {
+      if (stallMs > 0 && sql.includes('audit_log')) {
+        const ms = stallMs;
+        stallMs = 0; // once: the retry on a fresh connection runs unhindered
+        await new Promise((resolve) => setTimeout(resolve, ms));
+      }
     });
     const a = postgresStore({ pool, schema, workerId: 'FA', leaseMs: 1_000 });
     const b = postgresStore({ connectionString: PG_URL, schema, workerId: 'FB', leaseMs: 1_000 });
@@ -120,19 +134,50 @@ describe('postgresStore: ownership, leases and fencing', () => {
         appliedNotifications: [],
       },
     ]);
-    const outcome = stalled.then(
-      () => 'written',
-      (error: Error) => error.message,
-    );
     await new Promise((resolve) => setTimeout(resolve, 1_200)); // past A's lease
     expect((await b.adopt()).map((r) => r.paymentRequestId)).toContain('F2');
-    expect(await outcome).not.toBe('written');
+    // The server ended A's transaction; A ran it again on a fresh connection, and fencing refused it.
+    expect(await stalled).toEqual([{ paymentRequestId: 'F2', expectedVersion: 1 }]);
     const stored = await b.load('F2');
-    expect(stored?.version).toBe(1); // A's write did not land
+    expect(stored?.version).toBe(1);
+    expect(stored?.state).toBe('awaitingResult.pending');
     expect(await b.audit('F2')).toEqual([]);
     await a.close();
     await b.close();
     await pool.end();
+  });
+
+  it('a transaction whose connection is ended before its COMMIT runs once more on a fresh connection: the track is not lost', async () => {
+    const admin = new pg.Pool({ connectionString: PG_URL, max: 1 });
+    // Ends the server process of the connection right after its insert, before the audit and the
+    // COMMIT, as a server restart or a stall past idle_in_transaction_session_timeout would.
+    let endAfterInsert = 0;
+    const pool = interceptedPool(async (sql, client) => {
+      if (endAfterInsert > 0 && sql.includes('audit_log')) {
+        endAfterInsert--;
+        const pid = (client as unknown as { processID: number }).processID;
+        await admin.query('SELECT pg_terminate_backend($1)', [pid]);
+        await new Promise((resolve) => setTimeout(resolve, 50)); // the 'error' event arrives
+      }
+    });
+    const store = postgresStore({ pool, schema, workerId: 'TX', leaseMs: 5_000 });
+    await store.open();
+    const audit = (id: string) => [
+      { paymentRequestId: id, at: 1, from: '', to: 'awaitingResult.pending', event: 'TRACK' },
+    ];
+    endAfterInsert = 1;
+    expect(await store.insert(record('T1'), audit('T1'))).toBe(true);
+    expect(endAfterInsert).toBe(0); // the first attempt was ended
+    expect((await store.load('T1'))?.version).toBe(1);
+    expect((await store.audit('T1')).map((e) => e.event)).toEqual(['TRACK']);
+    // Ended twice running: the error reaches the caller, and nothing was stored.
+    endAfterInsert = 2;
+    await expect(store.insert(record('T2'), audit('T2'))).rejects.toThrow();
+    expect(await store.load('T2')).toBeUndefined();
+    expect(await store.audit('T2')).toEqual([]);
+    await store.close();
+    await pool.end();
+    await admin.end();
   });
 
   it('renewal keeps a lease alive; release hands it over at once', async () => {

@@ -339,8 +339,16 @@ async function lifecycleRows(schema: string): Promise<LifecycleRow[]> {
   return rows;
 }
 
-/** Polls until every lifecycle of the schema is final and settled, and there are `count` of them. */
-async function allSettled(schema: string, count: number, timeoutMs: number): Promise<void> {
+/**
+ * Polls until every lifecycle of the schema is final and settled, and there are `count` of them. On a
+ * timeout the error shows what the workers complained of (a track that failed leaves a row missing).
+ */
+async function allSettled(
+  schema: string,
+  count: number,
+  timeoutMs: number,
+  workers: readonly Worker[] = [],
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = { total: 0, done: 0 };
   while (Date.now() < deadline) {
@@ -355,8 +363,12 @@ async function allSettled(schema: string, count: number, timeoutMs: number): Pro
   const pending = await db.query<{ payment_request_id: string; state: string; owner: string | null }>(
     `SELECT payment_request_id, state, owner FROM "${schema}".lifecycles WHERE NOT (final AND settled_fired) LIMIT 10`,
   );
+  const complaints = workers.flatMap((worker) => [
+    `${worker.id}: ${worker.lines.find((l) => l.startsWith('ready ')) ?? 'not ready'}`,
+    ...fatalLines(worker).slice(0, 5),
+  ]);
   throw new Error(
-    `not all settled within ${timeoutMs} ms: ${last.done}/${count} (rows ${last.total}); e.g. ${JSON.stringify(pending.rows)}`,
+    `not all settled within ${timeoutMs} ms: ${last.done}/${count} (rows ${last.total}); e.g. ${JSON.stringify(pending.rows)}\n${complaints.join('\n')}`,
   );
 }
 
@@ -693,7 +705,7 @@ describe('scale-out over PostgreSQL, in separate processes', () => {
     );
 
     await arrivals;
-    await allSettled(schema, PAYMENTS, 45_000);
+    await allSettled(schema, PAYMENTS, 45_000, workers);
     await Promise.all(survivors.map((w) => terminate(w)));
 
     const rows = await lifecycleRows(schema);
@@ -883,7 +895,7 @@ describe('scale-out over PostgreSQL, in separate processes', () => {
       if (active === 0) break;
       await sleep(200);
     }
-    await allSettled(schema, allIds.length, 30_000);
+    await allSettled(schema, allIds.length, 30_000, workers);
     await Promise.all(running.map((r) => terminate(r.worker)));
 
     const problems: string[] = [];
@@ -1038,7 +1050,7 @@ describe('scale-out over PostgreSQL, in separate processes', () => {
     }
     writeAtomically(ownerConfig.paymentsPath as string, share);
     await owner.waitFor('ready ');
-    await allSettled(schema, ids.length, 20_000);
+    await allSettled(schema, ids.length, 20_000, workers);
     const receiverActive = await receiver.active();
     await Promise.all([terminate(owner), terminate(receiver)]);
 

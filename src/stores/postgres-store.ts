@@ -110,26 +110,35 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
   // the rows can be adopted. The frozen worker's writes then fail, and fencing refuses the retry.
   const idleInTransactionMs = Math.max(500, Math.floor(leaseMs / 2));
   async function tx<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await pool.connect();
-    // A connection the server ends between two statements (that timeout, a restart) reports it as an
-    // 'error' event, which would crash the process unheard: the next query fails instead.
-    let lost: Error | undefined;
-    const onError = (error: Error) => {
-      lost = error;
-    };
-    client.on('error', onError);
-    try {
-      await client.query(`BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${idleInTransactionMs}`);
-      const result = await work(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      lost ??= error instanceof Error && isConnectionGone(error) ? error : undefined;
-      if (!lost) await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.off('error', onError);
-      client.release(lost);
+    for (let attempt = 1; ; attempt++) {
+      const client = await pool.connect();
+      // A connection the server ends between two statements (that timeout, a restart) reports it as
+      // an 'error' event, which would crash the process unheard: the next query fails instead.
+      let lost: Error | undefined;
+      const onError = (error: Error) => {
+        lost = error;
+      };
+      client.on('error', onError);
+      let committing = false;
+      try {
+        await client.query(`BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${idleInTransactionMs}`);
+        const result = await work(client);
+        committing = true;
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        lost ??= error instanceof Error && isConnectionGone(error) ? error : undefined;
+        if (!lost) await client.query('ROLLBACK').catch(() => undefined);
+        // Lost before COMMIT was sent (a stall past that timeout, a server restart): nothing was
+        // written, so the work runs once more on a fresh connection. Every write in it is conditional
+        // (on version, owner and epoch, or ON CONFLICT), so a worker that lost its lifecycles
+        // meanwhile changes nothing. Once COMMIT was sent, whether it landed is unknown: no retry.
+        if (lost && !committing && attempt === 1) continue;
+        throw error;
+      } finally {
+        client.off('error', onError);
+        client.release(lost);
+      }
     }
   }
 
