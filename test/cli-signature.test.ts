@@ -1,13 +1,13 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { cli } from './helpers/cli.js';
 import { fixturePath } from './helpers/keys.js';
+import { fileTempDir } from './helpers/temp-dir.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'apl-cli-'));
+const dir = fileTempDir('apl-cli-');
 const bodyFile = join(dir, 'body.json');
 writeFileSync(bodyFile, '{"paymentRequestId":"pay_1089760038715669_102775745070000"}');
 const privateKeyFile = fixturePath('test-only-acqp-private.pem');

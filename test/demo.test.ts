@@ -1,6 +1,4 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -12,9 +10,10 @@ import { progressBlock, progressLine } from '../src/demo/report.js';
 import { percentile, table } from '../src/demo/stats.js';
 import type { OrderTruth } from '../src/simulator/index.js';
 import { cli } from './helpers/cli.js';
+import { fileTempDir } from './helpers/temp-dir.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const dir = mkdtempSync(join(tmpdir(), 'apl-demo-'));
+const dir = fileTempDir('apl-demo-');
 
 function outcome(id: string, status: LifecycleOutcome['status']): LifecycleOutcome {
   return {

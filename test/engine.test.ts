@@ -15,6 +15,7 @@ import { streamFor } from '../src/simulator/random.js';
 import { createWorld, payAndTrack, reconcile, type World } from './helpers/e2e.js';
 import { generateTestKeyPair } from './helpers/keys.js';
 import { eventually } from './helpers/notify-receiver.js';
+import { testTempDir } from './helpers/temp-dir.js';
 
 const worlds: World[] = [];
 async function world(options: Parameters<typeof createWorld>[0] = {}) {
@@ -273,10 +274,8 @@ describe('restart', () => {
     const base = scaledClock(5);
     const clock = { ...base, now: () => base.now() + clockOffset.ms };
     const { sqliteStore } = await import('../src/index.js');
-    const { mkdtempSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
-    const path = join(mkdtempSync(join(tmpdir(), 'apl-restart-')), 'l.db');
+    const path = join(testTempDir('apl-restart-'), 'l.db');
     const w = await world({
       factor: 5,
       engine: { clock },

@@ -1,7 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -18,6 +17,7 @@ import {
   verifyContentAsync,
 } from '../src/index.js';
 import { fixtureKeys, fixturePath, generateTestKeyPair } from './helpers/keys.js';
+import { fileTempDir } from './helpers/temp-dir.js';
 
 const parts = {
   method: 'POST',
@@ -31,8 +31,6 @@ const content = buildSignContent(parts);
 // Signed with `openssl dgst -sha256 -sign test/fixtures/test-only-acqp-private.pem` over `content`.
 const KNOWN_BASE64 =
   'w2b1sxRIuXCerE0ZZJwIcypiXZtxL9DQEjSffrM9tnv+GOkvDqX6HzsMclQxK4IHfntbtyHod1cXi9xHwPUyNPJWwFMXnj5LLIEsPPab+SZKs6K+c8LnC/m1ebJK1YU8oTMSy29bIuBpJw7f/PFDb2qdxMuMZ1vw6Ugm6VbuM3kuf4bqwF2nJctCstq17G3yX3SNjqMCpUXtwjib87cz3oxc5buRSpHG8q/rwbRIpRQgivMQbxsjTb4o52zoq6s7ljw/b5pEM7TnUj6DZ4Wmx8R3wDBoqTTRO/8z9p8WCIacjcOOfwXGXxypSH+HfTsTwCKCu74wOgiQH2jurZcdfQ==';
-
-const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
 
 describe('content to sign', () => {
   it('is exactly "<METHOD> <path>\\n<clientId>.<time>.<body>"', () => {
@@ -227,8 +225,8 @@ describe('keys', () => {
   });
 });
 
-describe.skipIf(!hasOpenssl)('interoperates with openssl', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'apl-sig-'));
+describe('interoperates with openssl', () => {
+  const dir = fileTempDir('apl-sig-');
   const contentFile = join(dir, 'content');
   writeFileSync(contentFile, content);
 

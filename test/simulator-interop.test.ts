@@ -1,6 +1,5 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
@@ -13,11 +12,12 @@ import {
 } from '../src/index.js';
 import { createSimulator, type Simulator } from '../src/simulator/index.js';
 import { generateTestKeyPair } from './helpers/keys.js';
+import { fileTempDir } from './helpers/temp-dir.js';
 
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
 const CLIENT_ID = 'INTEROP_CLIENT';
 const acqp = generateTestKeyPair();
-const dir = mkdtempSync(join(tmpdir(), 'apl-interop-'));
+const dir = fileTempDir('apl-interop-');
 
 describe.skipIf(!hasOpenssl)('simulator interop with openssl', () => {
   let sim: Simulator;

@@ -1,6 +1,4 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -13,8 +11,9 @@ import {
   memoryStore,
   sqliteStore,
 } from '../src/index.js';
+import { fileTempDir } from './helpers/temp-dir.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'apl-stores-'));
+const dir = fileTempDir('apl-stores-');
 let n = 0;
 
 const record = (id: string, extra: Partial<LifecycleRecord> = {}): LifecycleRecord => ({

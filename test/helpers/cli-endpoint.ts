@@ -1,8 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSimulator, type Simulator } from '../../src/simulator/index.js';
 import { generateTestKeyPair } from './keys.js';
+import { ownedTempDir } from './temp-dir.js';
 
 export const CLI_CLIENT_ID = 'CLI_TEST_CLIENT';
 
@@ -22,7 +22,7 @@ export interface CliEndpoint {
 }
 
 export async function startCliEndpoint(): Promise<CliEndpoint> {
-  const dir = mkdtempSync(join(tmpdir(), 'apl-cli-endpoint-'));
+  const { dir, remove } = ownedTempDir('apl-cli-endpoint-');
   const acqp = generateTestKeyPair();
   const stranger = generateTestKeyPair();
   const sim = createSimulator({ clientId: CLI_CLIENT_ID, acqpPublicKey: acqp.publicPem });
@@ -53,7 +53,10 @@ export async function startCliEndpoint(): Promise<CliEndpoint> {
       '--alipay-public-key',
       alipayPublicKeyFile,
     ],
-    stop: () => sim.stop(),
+    stop: async () => {
+      await sim.stop();
+      remove();
+    },
   };
 }
 
