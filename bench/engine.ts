@@ -285,6 +285,18 @@ export async function runEngineBench(): Promise<void> {
     console.log(
       `saturated timer lateness: p50 ${saturated.lateP50.toFixed(1)} ms, p99 ${saturated.lateP99.toFixed(1)} ms`,
     );
+    // The peak: the largest of the four heap samples (each taken after a full GC), the saturated
+    // phase's included, where the most calls are in flight and queued.
+    const samples = [
+      steady.heapPerPayment,
+      steady.heapPerPaymentRunning,
+      saturated.heapPerPayment,
+      saturated.heapPerPaymentRunning,
+    ];
+    const kib = (bytes: number) => `${(bytes / 1024).toFixed(2)} KiB`;
+    console.log(
+      `heap per in-flight payment, saturated: ${kib(saturated.heapPerPayment)} just after tracking, ${kib(saturated.heapPerPaymentRunning)} at the end (256 calls in flight, the rest queued); peak of the four samples ${kib(Math.max(...samples))}`,
+    );
   } finally {
     sim.child.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
