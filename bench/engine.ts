@@ -295,7 +295,7 @@ export async function runEngineBench(): Promise<void> {
     ];
     const kib = (bytes: number) => `${(bytes / 1024).toFixed(2)} KiB`;
     console.log(
-      `heap per in-flight payment, saturated: ${kib(saturated.heapPerPayment)} just after tracking, ${kib(saturated.heapPerPaymentRunning)} at the end (256 calls in flight, the rest queued); peak of the four samples ${kib(Math.max(...samples))}`,
+      `heap per in-flight payment, saturated: ${kib(saturated.heapPerPayment)} just after tracking, ${kib(saturated.heapPerPaymentRunning)} at the end (256 calls in flight, the rest waiting for a slot); peak of the four samples ${kib(Math.max(...samples))}`,
     );
   } finally {
     sim.child.kill('SIGTERM');

@@ -5,6 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   buildSignatureHeader,
   buildSignContent,
+  createPaymentEngine,
+  type InquiryOutcome,
   type LifecycleOutcome,
   type LifecycleStore,
   memoryStore,
@@ -515,6 +517,83 @@ describe('crash leftovers', () => {
     await eventually(() => order.length === 8);
     for (let i = 0; i < order.length; i += 2) {
       expect(order[i]?.replace('fire', 'mark')).toBe(order[i + 1]);
+    }
+  });
+});
+
+describe('admission control', () => {
+  it('with every call slot taken, due payments wait in their timer state, in due order; one settled meanwhile is never inquired', async () => {
+    const calls: { id: string; answer: (outcome: InquiryOutcome) => void }[] = [];
+    const processing: InquiryOutcome = {
+      kind: 'answer',
+      raw: '{}',
+      responseTime: '2026-01-01T00:00:00Z',
+      result: { resultCode: 'SUCCESS', resultStatus: 'S' },
+      paymentResult: { resultCode: 'PAYMENT_IN_PROCESS', resultStatus: 'U' },
+    };
+    const engine = createPaymentEngine({
+      client: {
+        inquiryPayment: (ref) =>
+          new Promise((answer) =>
+            calls.push({ id: 'paymentRequestId' in ref ? ref.paymentRequestId : '', answer }),
+          ),
+        cancelPayment: async () => ({ kind: 'no-result', reason: 'network', detail: 'not in this test' }),
+      },
+      store: memoryStore(),
+      maxConcurrentCalls: 2,
+      policy: { inquiryScheduleMs: [60_000] },
+    });
+    await engine.start();
+    try {
+      const now = Date.now();
+      const ids = ['AD-1', 'AD-2', 'AD-3', 'AD-4', 'AD-5', 'AD-6'];
+      // Due one after the other, 5 ms apart, in this order.
+      for (const [i, id] of ids.entries())
+        await engine.track({
+          paymentRequestId: id,
+          createdAt: now - 60_000 + 20 + i * 5,
+          paymentExpiryTime: now + 3_600_000,
+        });
+      await eventually(() => calls.length === 2);
+      await new Promise((resolve) => setTimeout(resolve, 150)); // all six are due by now
+      expect(calls.map((c) => c.id)).toEqual(['AD-1', 'AD-2']);
+      const states = () => ids.map((id) => engine.get(id)?.state);
+      // The others wait in `pending`, not in `inquiring` holding an invoked call.
+      expect(states()).toEqual([
+        'awaitingResult.inquiring',
+        'awaitingResult.inquiring',
+        ...Array(4).fill('awaitingResult.pending'),
+      ]);
+
+      // A notification settles AD-4 while its timer waits for a slot.
+      await engine.deliverNotification({
+        id: 'n-AD-4',
+        paymentRequestId: 'AD-4',
+        receivedAt: Date.now(),
+        body: { paymentRequestId: 'AD-4', paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S' } },
+        applied: false,
+      } as never);
+      expect((await engine.outcome('AD-4')).status).toBe('succeeded');
+
+      // Each answer frees a slot for the next one due: AD-3, then AD-5 (AD-4 is final), then AD-6.
+      for (let k = 0; k < 3; k++) {
+        calls[k]?.answer(processing);
+        await eventually(() => calls.length === 3 + k);
+      }
+      calls[3]?.answer(processing);
+      calls[4]?.answer(processing);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(calls.map((c) => c.id)).toEqual(['AD-1', 'AD-2', 'AD-3', 'AD-5', 'AD-6']);
+      expect(states()).toEqual([
+        'awaitingResult.pending',
+        'awaitingResult.pending',
+        'awaitingResult.pending',
+        'succeeded',
+        'awaitingResult.pending',
+        'awaitingResult.pending',
+      ]);
+    } finally {
+      await engine.stop();
     }
   });
 });

@@ -27,7 +27,7 @@ import {
   type StoredNotification,
 } from '../stores/store.js';
 import { parseOrThrow } from '../validate.js';
-import { CallLimiter } from './call-limiter.js';
+import { admittingClock, CallLimiter } from './call-limiter.js';
 import { type EngineClock, systemClock } from './clock.js';
 import { type Logger, silentLogger } from './logger.js';
 import {
@@ -332,6 +332,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   // ---- the machine, with the engine's calls -----------------------------------------------------
 
   const limiter = new CallLimiter(options.maxConcurrentCalls ?? 256);
+  // The actors' timers: due ones wait for a call slot while the limiter is full (see admittingClock).
+  const actorClock = admittingClock(clock, limiter);
   const abortedCall = (): NoResult => ({
     kind: 'no-result',
     reason: 'aborted',
@@ -441,7 +443,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       // The inspector (and any log of actor IDs) shows the payment, not a session number.
       id,
       input,
-      clock: clock as never,
+      clock: actorClock as never,
       snapshot: snapshot as Snapshot<unknown> | undefined,
       inspect: inspect
         ? (inspection: InspectionEvent) => {
