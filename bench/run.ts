@@ -19,4 +19,7 @@ spawnSync(process.execPath, ['--expose-gc', ...scriptArgs('./engine.ts', import.
     UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(Math.max(1, cpus().length - 1)),
   },
 });
+spawnSync(process.execPath, ['--expose-gc', ...scriptArgs('./waiting-heap.ts', import.meta.url)], {
+  stdio: 'inherit',
+});
 await (await import('./scale-out.js')).runScaleOutBench();
