@@ -14,7 +14,7 @@ import {
   sqliteStore,
   systemClock,
 } from '../src/index.js';
-import { machineLine, median } from './machine.js';
+import { machineLine, median, trackInBatches } from './machine.js';
 
 const PAYMENTS = Number(process.env.BENCH_PAYMENTS ?? 2_000);
 const answer: InquiryOutcome = {
@@ -43,19 +43,11 @@ async function measure(
   });
   await engine.start();
   const now = Date.now();
-  // Tracked 500 at a time, as a service's concurrent requests would (see bench/engine.ts).
-  for (let first = 0; first < PAYMENTS; first += 500) {
-    const batch: Promise<unknown>[] = [];
-    for (let i = first; i < Math.min(PAYMENTS, first + 500); i++)
-      batch.push(
-        engine.track({
-          paymentRequestId: `o-${i}`,
-          createdAt: now - (i % 100),
-          paymentExpiryTime: now + 3_600_000,
-        }),
-      );
-    await Promise.all(batch);
-  }
+  await trackInBatches(engine, PAYMENTS, (i) => ({
+    paymentRequestId: `o-${i}`,
+    createdAt: now - (i % 100),
+    paymentExpiryTime: now + 3_600_000,
+  }));
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   const cpu0 = process.cpuUsage();
   const n0 = inquiries;

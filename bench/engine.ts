@@ -23,7 +23,7 @@ import {
   sqliteStore,
   systemClock,
 } from '../src/index.js';
-import { machineLine, median, percentile, scriptArgs } from './machine.js';
+import { machineLine, median, percentile, scriptArgs, trackInBatches } from './machine.js';
 
 const PAYMENTS = Number(process.env.BENCH_PAYMENTS ?? 10_000);
 const CLIENT_ID = 'BENCH_CLIENT';
@@ -152,20 +152,13 @@ async function phase(
   const before = heap();
   const now = Date.now();
   const interval = policy.inquiryScheduleMs[0] ?? 1_000;
-  // Tracked 500 at a time, as concurrent requests of a service would: one at a time, each waits for
-  // its insert to commit (a turn of a busy event loop), and tracking alone would take minutes.
   const trackStart = performance.now();
-  for (let first = 0; first < PAYMENTS; first += 500) {
-    const batch: Promise<unknown>[] = [];
-    for (let i = first; i < Math.min(PAYMENTS, first + 500); i++) {
-      // Payments arrive spread over one polling interval, as they do in a service: no thundering herd.
-      const createdAt = now - Math.floor((i / PAYMENTS) * interval);
-      batch.push(
-        engine.track({ paymentRequestId: `${name}-${i}`, createdAt, paymentExpiryTime: now + 3_600_000 }),
-      );
-    }
-    await Promise.all(batch);
-  }
+  // Payments arrive spread over one polling interval, as they do in a service: no thundering herd.
+  await trackInBatches(engine, PAYMENTS, (i) => ({
+    paymentRequestId: `${name}-${i}`,
+    createdAt: now - Math.floor((i / PAYMENTS) * interval),
+    paymentExpiryTime: now + 3_600_000,
+  }));
   const trackSeconds = (performance.now() - trackStart) / 1000;
   const afterTrack = heap();
   // One whole interval first, so that every payment is in its steady rhythm; then measure.

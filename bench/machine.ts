@@ -1,5 +1,6 @@
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import type { PaymentEngine, TrackInput } from '../src/index.js';
 
 /** One line naming the machine a figure was measured on; every bench prints it first. */
 export function machineLine(): string {
@@ -30,4 +31,21 @@ export function scriptArgs(relative: string, base: string): string[] {
   const compiled = base.endsWith('.js');
   const path = fileURLToPath(new URL(relative.replace(/\.ts$/, compiled ? '.js' : '.ts'), base));
   return compiled ? [path] : ['--import', 'tsx', path];
+}
+
+/**
+ * Tracks `count` payments 500 at a time, as a service's concurrent requests would: one at a time,
+ * each waits for its insert to commit (a turn of a busy event loop), and tracking alone would take
+ * minutes.
+ */
+export async function trackInBatches(
+  engine: Pick<PaymentEngine, 'track'>,
+  count: number,
+  input: (i: number) => TrackInput,
+): Promise<void> {
+  for (let first = 0; first < count; first += 500) {
+    const batch: Promise<unknown>[] = [];
+    for (let i = first; i < Math.min(count, first + 500); i++) batch.push(engine.track(input(i)));
+    await Promise.all(batch);
+  }
 }

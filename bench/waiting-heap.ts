@@ -7,7 +7,7 @@
  * node --expose-gc .bench-build/bench/waiting-heap.js (after `npx tsc -p tsconfig.bench.json`)
  */
 import { createPaymentEngine, sqliteStore, systemClock } from '../src/index.js';
-import { machineLine } from './machine.js';
+import { machineLine, trackInBatches } from './machine.js';
 
 const PAYMENTS = Number(process.env.BENCH_PAYMENTS ?? 10_000);
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -31,18 +31,11 @@ async function heapPerPayment(label: string, firstInquiryMs: number): Promise<st
   await engine.start();
   const before = heap();
   const now = Date.now();
-  for (let first = 0; first < PAYMENTS; first += 500) {
-    const batch: Promise<unknown>[] = [];
-    for (let i = first; i < Math.min(PAYMENTS, first + 500); i++)
-      batch.push(
-        engine.track({
-          paymentRequestId: `${label}-${i}`,
-          createdAt: now,
-          paymentExpiryTime: now + 3_600_000,
-        }),
-      );
-    await Promise.all(batch);
-  }
+  await trackInBatches(engine, PAYMENTS, (i) => ({
+    paymentRequestId: `${label}-${i}`,
+    createdAt: now,
+    paymentExpiryTime: now + 3_600_000,
+  }));
   // Past every first inquiry's due time when it is short.
   await new Promise((resolve) => setTimeout(resolve, Math.min(firstInquiryMs, 100) + 1_500));
   const perPayment = (heap() - before) / PAYMENTS / 1024;
