@@ -180,6 +180,25 @@ describe('postgresStore: ownership, leases and fencing', () => {
     await admin.end();
   });
 
+  it("a dead worker's lifecycles are all adopted in the survivors' first rounds, spread across them", async () => {
+    const dead = postgresStore({ connectionString: PG_URL, schema, workerId: 'SP-dead', leaseMs: 1_000 });
+    await dead.open();
+    const ids = Array.from({ length: 40 }, (_, i) => `SP-${i}`);
+    for (const id of ids) await dead.insert(record(id), []);
+    await new Promise((resolve) => setTimeout(resolve, 1_100)); // its leases (and heartbeat) ran out
+    const b = postgresStore({ connectionString: PG_URL, schema, workerId: 'SP-b', leaseMs: 1_000 });
+    const c = postgresStore({ connectionString: PG_URL, schema, workerId: 'SP-c', leaseMs: 1_000 });
+    await b.open();
+    await c.open();
+    // One round each, back to back: nothing is left for a later round.
+    const byB = (await b.adopt()).map((r) => r.paymentRequestId).filter((id) => id.startsWith('SP-'));
+    const byC = (await c.adopt()).map((r) => r.paymentRequestId).filter((id) => id.startsWith('SP-'));
+    expect([...byB, ...byC].sort()).toEqual([...ids].sort());
+    expect(byB.length).toBeGreaterThanOrEqual(8);
+    expect(byC.length).toBeGreaterThanOrEqual(8);
+    for (const store of [dead, b, c]) await store.close();
+  });
+
   it('renewal keeps a lease alive; release hands it over at once', async () => {
     const a = postgresStore({ connectionString: PG_URL, schema, workerId: 'RA', leaseMs: 1_000 });
     const b = postgresStore({ connectionString: PG_URL, schema, workerId: 'RB', leaseMs: 1_000 });

@@ -194,6 +194,9 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
     },
 
     async close() {
+      // No longer a live worker: adoption stops setting a part aside for this one.
+      if (opened)
+        await lq(`DELETE FROM ${schema}.workers WHERE worker_id = $1`, [workerId]).catch(() => undefined);
       await leasePool.end();
       if (ownPool) await pool.end();
       opened = false;
@@ -435,39 +438,43 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
 
     async adopt() {
       ensureOpen();
-      // This worker's share: the adoptable lifecycles divided by the live workers, so that a dead
-      // worker's payments spread across the survivors instead of landing on the quickest one.
-      const { rows: counts } = await lq<{ adoptable: string; stale: string; live: string }>(
-        `SELECT (SELECT count(*) FROM ${schema}.lifecycles
-                  WHERE (final = false OR settled_fired = false)
-                    AND (owner IS NULL OR lease_expires_at < now())) AS adoptable,
-                (SELECT count(*) FROM ${schema}.lifecycles
-                  WHERE (final = false OR settled_fired = false)
-                    AND (owner IS NULL OR lease_expires_at < now() - $2 * interval '1 millisecond')) AS stale,
-                (SELECT count(*) FROM ${schema}.workers
-                  WHERE heartbeat_at > now() - $1 * interval '1 millisecond') AS live`,
-        [leaseMs, Math.floor(leaseMs / 3)],
-      );
-      const adoptable = Number(counts[0]?.adoptable ?? 0);
-      if (adoptable === 0) return [];
-      const stale = Number(counts[0]?.stale ?? 0);
-      const live = Math.max(1, Number(counts[0]?.live ?? 1));
-      const share = Math.min(config.adoptBatch, stale + Math.max(1, Math.ceil((adoptable - stale) / live)));
+      // Each live worker takes the part of the adoptable lifecycles that hashes to its rank among the
+      // live workers (the `workers` heartbeats, this one's refreshed here), so a dead worker's payments spread across the
+      // survivors and are all taken in their first rounds after the lease ran out. A dead worker's
+      // heartbeat ends with its leases (one renewal sets both), so it has no part by then. A part
+      // nobody took for a third of the lease (its worker died too, or the live set changed), and a
+      // lifecycle given back (no lease), goes to whoever looks first.
       const { rows } = await lq<Row>(
-        `WITH candidates AS (
-           SELECT payment_request_id FROM ${schema}.lifecycles
-            WHERE (final = false OR settled_fired = false)
-              AND (owner IS NULL OR lease_expires_at < now())
-            ORDER BY lease_expires_at NULLS FIRST
+        `WITH beat AS (
+           INSERT INTO ${schema}.workers (worker_id, heartbeat_at) VALUES ($1, now())
+           ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now()
+         ), live AS (
+           SELECT worker_id FROM ${schema}.workers
+            WHERE heartbeat_at > now() - $2 * interval '1 millisecond' AND worker_id <> $1
+           UNION ALL SELECT $1
+         ), ranked AS (
+           SELECT worker_id, (row_number() OVER (ORDER BY worker_id) - 1)::bigint AS rank,
+                  count(*) OVER ()::bigint AS n
+             FROM live
+         ), me AS (
+           SELECT rank, n FROM ranked WHERE worker_id = $1
+         ), candidates AS (
+           SELECT l.payment_request_id FROM ${schema}.lifecycles l LEFT JOIN me ON true
+            WHERE (l.final = false OR l.settled_fired = false)
+              AND (l.owner IS NULL OR l.lease_expires_at < now())
+              AND (l.lease_expires_at IS NULL
+                   OR l.lease_expires_at < now() - $4 * interval '1 millisecond'
+                   OR mod(abs(hashtext(l.payment_request_id)::bigint), me.n) = me.rank)
+            ORDER BY l.lease_expires_at NULLS FIRST
             LIMIT $3
-            FOR UPDATE SKIP LOCKED
+            FOR UPDATE OF l SKIP LOCKED
          )
          UPDATE ${schema}.lifecycles AS l
             SET owner = $1, epoch = l.epoch + 1, lease_expires_at = now() + $2 * interval '1 millisecond'
            FROM candidates c
           WHERE l.payment_request_id = c.payment_request_id
       RETURNING l.*`,
-        [workerId, leaseMs, share],
+        [workerId, leaseMs, config.adoptBatch, Math.floor(leaseMs / 3)],
       );
       return owned(rows);
     },
