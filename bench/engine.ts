@@ -79,6 +79,17 @@ const heap = () => {
   return process.memoryUsage().heapUsed;
 };
 
+/** The signed client both the engine phases and the client-alone phase use. */
+function benchClient(sim: { url: string; publicKey: string }) {
+  return createAlipayPlusClient({
+    baseUrl: sim.url,
+    clientId: CLIENT_ID,
+    privateKey: acqp.privateKey,
+    alipayPublicKey: sim.publicKey,
+    connections: 64,
+  });
+}
+
 /** Self time of a CPU profile by part: GC, idle, each npm package, node internals, this project. */
 function profileShares(profile: {
   nodes: { id: number; callFrame: { functionName: string; url: string } }[];
@@ -123,13 +134,7 @@ async function phase(
   seconds: number,
   store: LifecycleStore,
 ) {
-  const client = createAlipayPlusClient({
-    baseUrl: sim.url,
-    clientId: CLIENT_ID,
-    privateKey: acqp.privateKey,
-    alipayPublicKey: sim.publicKey,
-    connections: 64,
-  });
+  const client = benchClient(sim);
   const lateness: number[] = [];
   let inquiries = 0;
   const noResults = new Map<string, number>();
@@ -211,13 +216,7 @@ async function phase(
  * same simulator. What the engine costs is the distance between this and the saturated phase.
  */
 async function clientOnly(sim: { url: string; publicKey: string }, seconds: number) {
-  const client = createAlipayPlusClient({
-    baseUrl: sim.url,
-    clientId: CLIENT_ID,
-    privateKey: acqp.privateKey,
-    alipayPublicKey: sim.publicKey,
-    connections: 64,
-  });
+  const client = benchClient(sim);
   let answers = 0;
   let running = true;
   const loop = async (lane: number) => {

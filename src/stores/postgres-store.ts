@@ -6,6 +6,7 @@ import { parseOrThrow } from '../validate.js';
 import { readMigrations } from './sql-files.js';
 import {
   type AuditEntry,
+  type AuditRow,
   auditEntryOf,
   type LifecycleRecord,
   type LifecycleWrite,
@@ -307,13 +308,7 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
 
     async audit(id) {
       ensureOpen();
-      const { rows } = await q<{
-        at: string;
-        from_state: string;
-        to_state: string;
-        event: string;
-        code: string | null;
-      }>(
+      const { rows } = await q<AuditRow>(
         `SELECT at, from_state, to_state, event, code FROM ${schema}.audit_log WHERE payment_request_id = $1 ORDER BY id`,
         [id],
       );

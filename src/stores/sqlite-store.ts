@@ -15,6 +15,7 @@ import {
   type WriterResponse,
 } from './sqlite-writer.js';
 import {
+  type AuditRow,
   auditEntryOf,
   type LifecycleRecord,
   type LifecycleStore,
@@ -203,10 +204,9 @@ function prepareReads(d: Database.Database) {
     resumable: d.prepare<[], LifecycleRow>(
       'SELECT * FROM lifecycles WHERE final = 0 OR settled_fired = 0 ORDER BY created_at',
     ),
-    auditOf: d.prepare<
-      [string],
-      { at: number; from_state: string; to_state: string; event: string; code: string | null }
-    >('SELECT at, from_state, to_state, event, code FROM audit_log WHERE payment_request_id = ? ORDER BY id'),
+    auditOf: d.prepare<[string], AuditRow>(
+      'SELECT at, from_state, to_state, event, code FROM audit_log WHERE payment_request_id = ? ORDER BY id',
+    ),
     notificationsOf: d.prepare<[string], { id: string; received_at: number; body: string; applied: number }>(
       'SELECT id, received_at, body, applied FROM notifications WHERE payment_request_id = ? ORDER BY received_at, id',
     ),
