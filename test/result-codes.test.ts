@@ -120,3 +120,125 @@ describe('result-code catalog', () => {
     expect(lookupResultCode('cancelPayment', 'ORDER_NOT_EXIST', 'F').known).toBe(false);
   });
 });
+
+// Spec §8: pay answers. U or no result means "unknown"; F is the payment's failure unless it is a fault
+// on our side or an inconsistent repeat, which need a person.
+describe('pay result codes', () => {
+  it('SUCCESS is final, PAYMENT_IN_PROCESS and UNKNOWN_EXCEPTION retry', () => {
+    expect(lookupResultCode('pay', 'SUCCESS', 'S')).toMatchObject({
+      known: true,
+      status: 'S',
+      action: 'final',
+    });
+    expect(lookupResultCode('pay', 'PAYMENT_IN_PROCESS', 'U')).toMatchObject({
+      known: true,
+      action: 'retry',
+    });
+    expect(lookupResultCode('pay', 'UNKNOWN_EXCEPTION', 'U')).toMatchObject({ known: true, action: 'retry' });
+    expect(lookupResultCode('pay', 'REQUEST_TRAFFIC_EXCEED_LIMIT', 'U')).toMatchObject({
+      known: true,
+      action: 'retry-slower',
+    });
+  });
+
+  it('REPEAT_REQ_INCONSISTENT needs a person', () => {
+    expect(lookupResultCode('pay', 'REPEAT_REQ_INCONSISTENT', 'F')).toMatchObject({
+      known: true,
+      status: 'F',
+      action: 'needs-person',
+    });
+  });
+
+  it.each(SPEC_PAYMENT_FAILURES)('payment failure %s answered to a pay is final', (code) => {
+    expect(lookupResultCode('pay', code, 'F')).toMatchObject({ known: true, status: 'F', action: 'final' });
+  });
+
+  it.each(Object.entries(SPEC_CALL_CODES).filter(([, action]) => action === 'needs-person'))(
+    'integration fault %s answered to a pay needs a person',
+    (code) => {
+      expect(lookupResultCode('pay', code, 'F')).toMatchObject({ known: true, action: 'needs-person' });
+    },
+  );
+
+  it.each([
+    ['F', 'final'],
+    ['U', 'retry'],
+    ['S', 'final'],
+  ] as const)('an unknown pay code with status %s falls back to %s', (status, action) => {
+    expect(lookupResultCode('pay', 'SOMETHING_NEW', status)).toMatchObject({
+      known: false,
+      code: 'SOMETHING_NEW',
+      status,
+      action,
+    });
+  });
+
+  it('a pay SUCCESS arriving with F or U is never a success', () => {
+    expect(lookupResultCode('pay', 'SUCCESS', 'F')).toMatchObject({
+      known: false,
+      action: 'final',
+      status: 'F',
+    });
+    expect(lookupResultCode('pay', 'SUCCESS', 'U')).toMatchObject({
+      known: false,
+      action: 'retry',
+      status: 'U',
+    });
+  });
+
+  it('codes of other calls are not reachable from pay', () => {
+    // ORDER_NOT_EXIST keeps an inquiry going; to a pay it is an ordinary (unknown) F.
+    expect(lookupResultCode('pay', 'ORDER_NOT_EXIST', 'F')).toMatchObject({ known: false, action: 'final' });
+    expect(lookupResultCode('pay', 'CANCEL_WINDOW_EXCEED', 'F').known).toBe(false);
+    expect(lookupResultCode('pay', 'REFUND_AMOUNT_EXCEED', 'F').known).toBe(false);
+  });
+});
+
+// Spec §9: refund answers. S refunded; F a person; U or no result: the identical request again.
+describe('refund result codes', () => {
+  it('SUCCESS is final, UNKNOWN_EXCEPTION retries', () => {
+    expect(lookupResultCode('refund', 'SUCCESS', 'S')).toMatchObject({
+      known: true,
+      status: 'S',
+      action: 'final',
+    });
+    expect(lookupResultCode('refund', 'UNKNOWN_EXCEPTION', 'U')).toMatchObject({
+      known: true,
+      action: 'retry',
+    });
+  });
+
+  it.each(['REFUND_AMOUNT_EXCEED', 'PROCESS_FAIL', 'PARAM_ILLEGAL', 'ACCESS_DENIED'])(
+    '%s needs a person',
+    (code) => {
+      expect(lookupResultCode('refund', code, 'F')).toMatchObject({ known: true, action: 'needs-person' });
+    },
+  );
+
+  it.each([
+    ['F', 'needs-person'],
+    ['U', 'retry'],
+    ['S', 'final'],
+  ] as const)('an unknown refund code with status %s falls back to %s', (status, action) => {
+    expect(lookupResultCode('refund', 'SOMETHING_NEW', status)).toMatchObject({
+      known: false,
+      status,
+      action,
+    });
+  });
+
+  it('a payment failure code is not a refund code: its F still needs a person', () => {
+    expect(lookupResultCode('refund', 'USER_BALANCE_NOT_ENOUGH', 'F')).toMatchObject({
+      known: false,
+      action: 'needs-person',
+    });
+    expect(lookupResultCode('refund', 'REPEAT_REQ_INCONSISTENT', 'F').known).toBe(false);
+  });
+
+  it('the refund and pay codes do not leak into inquiry or cancel', () => {
+    expect(lookupResultCode('inquiryPayment', 'REPEAT_REQ_INCONSISTENT', 'F').known).toBe(false);
+    expect(lookupResultCode('cancelPayment', 'REFUND_AMOUNT_EXCEED', 'F').known).toBe(false);
+    // SUCCESS still means "read paymentResult" to an inquiry, not "final" as it does to a pay.
+    expect(lookupResultCode('inquiryPayment', 'SUCCESS', 'S').action).toBe('proceed');
+  });
+});

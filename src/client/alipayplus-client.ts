@@ -5,8 +5,17 @@ import { z } from 'zod';
 import { CancelPaymentResponse } from '../protocol/cancel-payment.js';
 import { Id, PaymentRef } from '../protocol/common.js';
 import { InquiryPaymentResponse } from '../protocol/inquiry-payment.js';
+import { PayRequest, type PayRequestInput, PayResponse } from '../protocol/pay.js';
+import { RefundRequest, type RefundRequestInput, RefundResponse } from '../protocol/refund.js';
 import { parseOrThrow } from '../validate.js';
-import type { CancelOutcome, InquiryOutcome, NoResult, NoResultReason } from './answers.js';
+import type {
+  CancelOutcome,
+  InquiryOutcome,
+  NoResult,
+  NoResultReason,
+  PayOutcome,
+  RefundOutcome,
+} from './answers.js';
 import { KeyInputSchema, loadPrivateKey, loadPublicKey } from './keys.js';
 import {
   buildSignatureHeader,
@@ -20,7 +29,10 @@ export const API_PATHS = {
   pay: '/aps/api/v1/payments/pay',
   inquiryPayment: '/aps/api/v1/payments/inquiryPayment',
   cancelPayment: '/aps/api/v1/payments/cancelPayment',
+  refund: '/aps/api/v1/payments/refund',
 } as const;
+
+export type ApiName = keyof typeof API_PATHS;
 
 const ClientOptions = z.object({
   baseUrl: z.url({
@@ -33,8 +45,10 @@ const ClientOptions = z.object({
   keyVersion: z.number().int().min(0).default(1),
   timeouts: z
     .object({
+      payMs: z.number().int().positive().default(8_000),
       inquiryMs: z.number().int().positive().default(5_000),
       cancelMs: z.number().int().positive().default(8_000),
+      refundMs: z.number().int().positive().default(8_000),
     })
     .prefault({}),
   /** Connections to the Alipay+ origin when the client owns its dispatcher. */
@@ -51,12 +65,19 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
 }
 
-/** The Alipay+ calls the lifecycle needs. Methods never throw for transport or format problems. */
+/**
+ * The Alipay+ calls the lifecycle needs. Methods never throw for transport or format problems; a
+ * request that fails its own schema throws `INVALID_INPUT` before anything is signed or sent.
+ */
 export interface AlipayPlusClient {
   readonly clientId: string;
   readonly baseUrl: string;
+  /** Sends `pay` with exactly this body (validated for its mode first). */
+  pay(request: PayRequestInput, options?: CallOptions): Promise<PayOutcome>;
   inquiryPayment(ref: PaymentRef, options?: CallOptions): Promise<InquiryOutcome>;
   cancelPayment(ref: PaymentRef, options?: CallOptions): Promise<CancelOutcome>;
+  /** Sends `refund`; the same `refundRequestId` again never refunds twice. */
+  refund(request: RefundRequestInput, options?: CallOptions): Promise<RefundOutcome>;
   /** Closes the client's own connection pool (an injected dispatcher is left to its owner). */
   close(): Promise<void>;
 }
@@ -111,17 +132,14 @@ export function createAlipayPlusClient(options: AlipayPlusClientOptions): Alipay
   const { clientId, keyVersion } = config;
 
   async function call<T extends z.ZodType>(
-    api: 'inquiryPayment' | 'cancelPayment',
-    ref: PaymentRef,
+    api: ApiName,
+    body: string,
     timeoutMs: number,
     schema: T,
     signal: AbortSignal | undefined,
   ): Promise<(z.output<T> & { kind: 'answer'; raw: string; responseTime: string }) | NoResult> {
-    // A bad reference is the caller's bug, not a network problem: it is refused before anything is sent.
-    parseOrThrow(PaymentRef, ref, `${api} reference`);
     if (signal?.aborted) return noResult('aborted', 'aborted before the request was sent');
     const path = `${prefix}${API_PATHS[api]}`;
-    const body = refBody(ref);
     const requestTime = new Date(now()).toISOString();
 
     const controller = new AbortController();
@@ -221,10 +239,41 @@ export function createAlipayPlusClient(options: AlipayPlusClientOptions): Alipay
   const client: AlipayPlusClient = {
     clientId,
     baseUrl: config.baseUrl,
-    inquiryPayment: (ref, callOptions) =>
-      call('inquiryPayment', ref, config.timeouts.inquiryMs, InquiryPaymentResponse, callOptions?.signal),
-    cancelPayment: (ref, callOptions) =>
-      call('cancelPayment', ref, config.timeouts.cancelMs, CancelPaymentResponse, callOptions?.signal),
+    // A bad request is the caller's bug, not a network problem: it is refused before anything is sent.
+    pay: async (request, callOptions) => {
+      parseOrThrow(PayRequest, request, 'pay request');
+      return call('pay', JSON.stringify(request), config.timeouts.payMs, PayResponse, callOptions?.signal);
+    },
+    inquiryPayment: async (ref, callOptions) => {
+      parseOrThrow(PaymentRef, ref, 'inquiryPayment reference');
+      return call(
+        'inquiryPayment',
+        refBody(ref),
+        config.timeouts.inquiryMs,
+        InquiryPaymentResponse,
+        callOptions?.signal,
+      );
+    },
+    cancelPayment: async (ref, callOptions) => {
+      parseOrThrow(PaymentRef, ref, 'cancelPayment reference');
+      return call(
+        'cancelPayment',
+        refBody(ref),
+        config.timeouts.cancelMs,
+        CancelPaymentResponse,
+        callOptions?.signal,
+      );
+    },
+    refund: async (request, callOptions) => {
+      parseOrThrow(RefundRequest, request, 'refund request');
+      return call(
+        'refund',
+        JSON.stringify(request),
+        config.timeouts.refundMs,
+        RefundResponse,
+        callOptions?.signal,
+      );
+    },
     close: async () => {
       await ownDispatcher?.close();
     },

@@ -1,5 +1,7 @@
 import type { CancelPaymentResponse } from '../protocol/cancel-payment.js';
 import type { InquiryPaymentResponse } from '../protocol/inquiry-payment.js';
+import type { PayResponse } from '../protocol/pay.js';
+import type { RefundResponse } from '../protocol/refund.js';
 
 /**
  * Why a call produced no business answer. Each is "no result received" in the decision table:
@@ -12,7 +14,9 @@ export type NoResultReason =
   | 'bad-json'
   | 'schema'
   | 'bad-signature'
-  | 'aborted';
+  | 'aborted'
+  /** The engine did not send the request: its deadline (a pay's expiry) had passed. */
+  | 'not-sent';
 
 export interface NoResult {
   readonly kind: 'no-result';
@@ -36,5 +40,12 @@ export type InquiryAnswer = InquiryPaymentResponse & AnswerMeta;
 /** A verified, schema-valid cancelPayment answer. */
 export type CancelAnswer = CancelPaymentResponse & AnswerMeta;
 
+/** A verified, schema-valid pay answer. */
+export type PayAnswer = PayResponse & AnswerMeta;
+/** A verified, schema-valid refund answer. */
+export type RefundAnswer = RefundResponse & AnswerMeta;
+
 export type InquiryOutcome = InquiryAnswer | NoResult;
+export type PayOutcome = PayAnswer | NoResult;
+export type RefundOutcome = RefundAnswer | NoResult;
 export type CancelOutcome = CancelAnswer | NoResult;

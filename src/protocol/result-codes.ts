@@ -11,8 +11,8 @@ import type { ResultStatus } from './common.js';
  */
 export type ResultAction = 'proceed' | 'final' | 'retry' | 'retry-slower' | 'needs-person' | 'refund-instead';
 
-/** Where a code appears: the `result` of an inquiry or a cancel call, or a payment's `paymentResult`. */
-export type ResultScope = 'inquiryPayment' | 'cancelPayment' | 'paymentResult';
+/** Where a code appears: the `result` of a call, or a payment's `paymentResult`. */
+export type ResultScope = 'pay' | 'inquiryPayment' | 'cancelPayment' | 'refund' | 'paymentResult';
 
 export interface ResultCodeEntry {
   readonly code: string;
@@ -22,7 +22,7 @@ export interface ResultCodeEntry {
   readonly meaning: string;
 }
 
-const CALLS: readonly ResultScope[] = ['inquiryPayment', 'cancelPayment'];
+const CALLS: readonly ResultScope[] = ['pay', 'inquiryPayment', 'cancelPayment', 'refund'];
 
 /** Integration faults on the ACQP's side: the payment's real status stays unknown. */
 const INTEGRATION_FAULTS: readonly [string, string][] = [
@@ -75,6 +75,57 @@ export const RESULT_CODES: readonly ResultCodeEntry[] = [
     scopes: ['cancelPayment'],
     action: 'final',
     meaning: 'The payment is cancelled; any money taken is returned to the user.',
+  },
+  {
+    code: 'SUCCESS',
+    status: 'S',
+    scopes: ['pay'],
+    action: 'final',
+    meaning:
+      'The payment succeeded (user-presented, cashier); for an order or entry code: the code was created.',
+  },
+  {
+    code: 'PAYMENT_IN_PROCESS',
+    status: 'U',
+    scopes: ['pay'],
+    action: 'retry',
+    meaning: 'The payment is being processed (or waits for the user): inquire, await the notification.',
+  },
+  {
+    code: 'REPEAT_REQ_INCONSISTENT',
+    status: 'F',
+    scopes: ['pay'],
+    action: 'needs-person',
+    meaning:
+      'A pay with this paymentRequestId and other content was received before. The first one stands; a person must look.',
+  },
+  {
+    code: 'SUCCESS',
+    status: 'S',
+    scopes: ['refund'],
+    action: 'final',
+    meaning: 'The refund succeeded; the money goes back to the user.',
+  },
+  {
+    code: 'REFUND_AMOUNT_EXCEED',
+    status: 'F',
+    scopes: ['refund'],
+    action: 'needs-person',
+    meaning: 'The refunds would exceed the paid amount.',
+  },
+  {
+    code: 'REFUND_WINDOW_EXCEED',
+    status: 'F',
+    scopes: ['refund'],
+    action: 'needs-person',
+    meaning: 'The refund window (about a year) has closed.',
+  },
+  {
+    code: 'ORDER_STATUS_INVALID',
+    status: 'F',
+    scopes: ['refund'],
+    action: 'needs-person',
+    meaning: 'The payment is not in a state that can be refunded (it was not paid).',
   },
   {
     code: 'ORDER_NOT_EXIST',
@@ -145,7 +196,7 @@ export const RESULT_CODES: readonly ResultCodeEntry[] = [
     ([code, meaning]): ResultCodeEntry => ({
       code,
       status: 'F',
-      scopes: ['paymentResult'],
+      scopes: ['pay', 'paymentResult'],
       action: 'final',
       meaning: `${meaning} The payment failed.`,
     }),
@@ -154,6 +205,9 @@ export const RESULT_CODES: readonly ResultCodeEntry[] = [
 
 /** What an unknown code means: decided by its `resultStatus` alone, per scope. */
 const FALLBACK: Record<ResultScope, Record<ResultStatus, ResultAction>> = {
+  // A pay's F is the payment's own failure unless the catalog says it is a fault on our side.
+  pay: { S: 'final', F: 'final', U: 'retry' },
+  refund: { S: 'final', F: 'needs-person', U: 'retry' },
   inquiryPayment: { S: 'proceed', F: 'final', U: 'retry' },
   // An unknown F to a cancel is retried a bounded number of times, then left for a person.
   cancelPayment: { S: 'final', F: 'needs-person', U: 'retry' },
