@@ -202,36 +202,26 @@ describe('order paths, through the real client', () => {
   });
 
   it('pay creates the order (idempotently) and answers "in process"', async () => {
-    const { sim, url } = await setup();
-    const { request } = await import('undici');
-    const { buildSignatureHeader, buildSignContent, signContent } = await import('../src/index.js');
-    const send = async () => {
-      const body = JSON.stringify({
-        paymentRequestId: 'PAY-1',
-        paymentAmount: { currency: 'JPY', value: '300' },
-        paymentExpiryTime: new Date(T0 + 30_000).toISOString(),
-      });
-      const time = new Date(t).toISOString();
-      const path = '/aps/api/v1/payments/pay';
-      const signature = signContent(
-        buildSignContent({ method: 'POST', path, clientId: CLIENT_ID, time, body }),
-        acqp.privatePem,
-      );
-      const response = await request(`${url}${path}`, {
-        method: 'POST',
-        headers: {
-          'client-id': CLIENT_ID,
-          'request-time': time,
-          signature: buildSignatureHeader({ signature }),
-        },
-        body,
-      });
-      return (await response.body.json()) as { result: { resultStatus: string }; paymentId: string };
+    const { sim, client } = await setup();
+    const body = {
+      paymentRequestId: 'PAY-1',
+      paymentAmount: { currency: 'JPY', value: '300' },
+      order: {
+        referenceOrderId: 'order-1',
+        orderDescription: 'Coffee',
+        orderAmount: { currency: 'JPY', value: '300' },
+        merchant: { referenceMerchantId: 'M1', store: { referenceStoreId: 'S1', storeName: 'Ginza' } },
+      },
+      paymentMethod: { paymentMethodType: 'CONNECT_WALLET', paymentMethodId: '281012020412345678' },
+      paymentFactor: { inStorePaymentScenario: 'PaymentCode' as const },
+      paymentExpiryTime: new Date(T0 + 30_000).toISOString(),
     };
-    const first = await send();
-    const second = await send();
-    expect(first.result.resultStatus).toBe('U');
-    expect(second.paymentId).toBe(first.paymentId);
+    const first = await client.pay(body);
+    const second = await client.pay(body);
+    expect(first).toMatchObject({ kind: 'answer', result: { resultStatus: 'U' } });
+    expect(second.kind === 'answer' && first.kind === 'answer' && second.paymentId === first.paymentId).toBe(
+      true,
+    );
     expect(sim.orders()).toHaveLength(1);
     expect(sim.order('PAY-1')).toMatchObject({ expiresAt: T0 + 30_000, amount: { value: '300' } });
   });
@@ -285,6 +275,7 @@ describe('faults: each lands as the client outcome it imitates', () => {
       kind: 'answer',
       result: { resultCode: 'REQUEST_TRAFFIC_EXCEED_LIMIT', resultStatus: 'U' },
     },
+    'drop-request': { kind: 'no-result', reason: 'network' },
   };
 
   it.each(FAULT_KINDS)('%s', async (kind) => {

@@ -1,6 +1,6 @@
 export type { DeliveryRecord, DeliveryResult } from './notifier.js';
 export { DEFAULT_NOTIFY_RETRY_MS } from './notifier.js';
-export type { OrderTruth, TruthStatus } from './order-book.js';
+export type { OrderTruth, RefundRecord, TruthStatus } from './order-book.js';
 export {
   drawScenarioOf,
   FAULT_KINDS,
@@ -12,11 +12,14 @@ export {
   mixLabels,
   Scenario,
   type ScenarioInput,
+  ScriptedFault,
+  UNPROCESSED_FAULTS,
 } from './scenario.js';
 export {
   type CallRecord,
   type CreateOrderInput,
   createSimulator,
+  REFUND_WINDOW_MS,
   type Simulator,
   type SimulatorAdmin,
   type SimulatorOptions,

@@ -14,9 +14,28 @@ export const FAULT_KINDS = [
   'wrong-signature',
   'unknown-exception',
   'traffic-limit',
+  /** The request is lost before Alipay+ processes it: the connection resets, nothing changes. */
+  'drop-request',
 ] as const;
 export const FaultKind = z.enum(FAULT_KINDS);
 export type FaultKind = z.infer<typeof FaultKind>;
+
+/**
+ * Faults that mean "Alipay+ never processed the request": nothing changes (a cancel does not happen,
+ * a pay creates no order). Every other fault strikes after processing, so only the answer is lost.
+ */
+export const UNPROCESSED_FAULTS: readonly FaultKind[] = [
+  'http-500',
+  'http-502',
+  'http-503',
+  'unknown-exception',
+  'traffic-limit',
+  'drop-request',
+];
+
+/** One step of a fault script: a fault, or `'none'` for a clean answer. */
+export const ScriptedFault = z.union([FaultKind, z.literal('none')]);
+export type ScriptedFault = z.infer<typeof ScriptedFault>;
 
 /**
  * Faults, per scenario or global. `rates` are per-call probabilities, drawn from a seeded stream per
@@ -26,7 +45,7 @@ export type FaultKind = z.infer<typeof FaultKind>;
 export const FaultSpec = z
   .object({
     rates: z.partialRecord(FaultKind, z.number().min(0).max(1)).default({}),
-    sequence: z.array(z.union([FaultKind, z.literal('none')])).default([]),
+    sequence: z.array(ScriptedFault).default([]),
     /** Added latency, in real ms, when the `latency` fault strikes. */
     latencyMs: z.tuple([z.number().int().min(0), z.number().int().min(0)]).default([200, 1_500]),
   })
@@ -59,6 +78,16 @@ export const Scenario = z
       .prefault({}),
     /** The first N cancel requests answer U UNKNOWN_EXCEPTION (and change nothing) before one succeeds. */
     cancelUnknownTimes: z.number().int().min(0).default(0),
+    /**
+     * The payment code the merchant scanned (user-presented pays only): `expired` makes the pay that
+     * creates the order answer F EXPIRED_CODE, and the order is failed at once, never charged.
+     */
+    payCode: z.enum(['valid', 'expired']).default('valid'),
+    /**
+     * Scripts the successive `pay` calls of this order only (`'none'` for a clean answer). Past its
+     * end, pay calls fall back to `faults`. Other APIs use `faults` alone.
+     */
+    payFaults: z.array(ScriptedFault).default([]),
     faults: FaultSpec.optional(),
   })
   .strict();
@@ -135,7 +164,54 @@ const REALISTIC: readonly MixEntry[] = [
   },
 ];
 
-export const MIXES = { realistic: REALISTIC } as const;
+/** A `realistic` entry under another weight, for mixes that reuse its slower paths. */
+function fromRealistic(label: string, weight: number): MixEntry {
+  const entry = REALISTIC.find((e) => e.label === label);
+  if (!entry) throw new Error(`realistic mix has no entry ${label}`);
+  return { ...entry, weight };
+}
+
+/**
+ * `checkout`: what a merchant's pay sees. Most wallets decide at once (the pay answers S or F);
+ * the rest answer U and take the realistic mix's slower paths; a few pays are lost on the way in
+ * (never processed) or on the way back (processed, answer lost).
+ */
+const CHECKOUT: readonly MixEntry[] = [
+  { label: 'pays-at-once', weight: 57, draw: () => ({ decideAfterMs: 0 }) },
+  {
+    label: 'fails-at-once',
+    weight: 6,
+    draw: (r) => ({
+      decideAfterMs: 0,
+      decision: 'failed',
+      failCode: pick(
+        r,
+        FAILURE_CODES.filter((code) => code !== 'EXPIRED_CODE'),
+      ),
+    }),
+  },
+  { label: 'expired-code', weight: 2, draw: () => ({ payCode: 'expired' }) },
+  fromRealistic('pays-quickly', 8),
+  fromRealistic('pays-late-notification', 4),
+  fromRealistic('pays-no-notification', 3),
+  fromRealistic('fails', 3),
+  fromRealistic('never-finishes', 5),
+  fromRealistic('appears-late', 4),
+  fromRealistic('pays-near-expiry', 2),
+  fromRealistic('never-finishes-slow-cancel', 1),
+  {
+    label: 'pay-dropped',
+    weight: 3,
+    draw: () => ({ decideAfterMs: 0, payFaults: ['drop-request'] }),
+  },
+  {
+    label: 'pay-answer-lost',
+    weight: 2,
+    draw: () => ({ decideAfterMs: 0, payFaults: ['reset'] }),
+  },
+];
+
+export const MIXES = { realistic: REALISTIC, checkout: CHECKOUT } as const;
 export type MixName = keyof typeof MIXES;
 
 /** Draws one scenario from a mix with the given random stream. */

@@ -13,6 +13,8 @@ import {
 } from '../client/signature.js';
 import { Amount, Id } from '../protocol/common.js';
 import type { NotifyPaymentRequest } from '../protocol/notify-payment.js';
+import { type PayMode, PayRequest, payModeOf } from '../protocol/pay.js';
+import { RefundRequest } from '../protocol/refund.js';
 import { parseOrThrow } from '../validate.js';
 import { DEFAULT_NOTIFY_RETRY_MS, type DeliveryRecord, Notifier } from './notifier.js';
 import {
@@ -21,8 +23,10 @@ import {
   inquiryViewAt,
   newOrder,
   type OrderTruth,
+  refundedValue,
   type SimOrder,
   truthAt,
+  unknownOrderTruth,
 } from './order-book.js';
 import { streamFor } from './random.js';
 import {
@@ -35,7 +39,11 @@ import {
   type MixName,
   Scenario,
   type ScenarioInput,
+  UNPROCESSED_FAULTS,
 } from './scenario.js';
+
+/** How long after its creation a paid order can be refunded (spec §9: "about a year"). */
+export const REFUND_WINDOW_MS = 365 * 24 * 3_600_000;
 
 const SimulatorOptions = z
   .object({
@@ -81,9 +89,11 @@ export type SimulatorOptions = z.input<typeof SimulatorOptions>;
 export interface CallRecord {
   seq: number;
   at: number;
-  api: 'pay' | 'inquiryPayment' | 'cancelPayment';
+  api: 'pay' | 'inquiryPayment' | 'cancelPayment' | 'refund';
   paymentRequestId?: string;
   paymentId?: string;
+  /** For a refund call. */
+  refundRequestId?: string;
   signatureValid: boolean;
   fault?: FaultKind;
   httpStatus?: number;
@@ -103,13 +113,6 @@ const CreateOrder = z
   })
   .strict();
 export type CreateOrderInput = z.input<typeof CreateOrder>;
-
-const PayRequest = z.looseObject({
-  paymentRequestId: Id,
-  paymentAmount: Amount,
-  paymentExpiryTime: z.iso.datetime({ offset: true }).nullish(),
-  paymentNotifyUrl: z.url().nullish(),
-});
 
 const RefRequest = z.looseObject({ paymentRequestId: Id.nullish(), paymentId: Id.nullish() });
 
@@ -138,9 +141,74 @@ export interface Simulator extends SimulatorAdmin {
 
 const jsonHeaders = { 'content-type': 'application/json; charset=UTF-8' };
 
+/** An answer, and the order it concerns once processing is done (a pay may have created it). */
+interface Processed {
+  answer: Record<string, unknown>;
+  order?: SimOrder;
+}
+
+/** A pay Alipay+ never processed, for an order it does not know: kept for the ground truth only. */
+interface UnknownPay {
+  paymentRequestId: string;
+  amount: { currency: string; value: string };
+  createdAt: number;
+  expiresAt: number;
+  label: string;
+  payMode: PayMode;
+}
+
+/** A refund request processed once: its content, and the answer every repeat gets. */
+interface RefundEntry {
+  order: SimOrder;
+  amount: { currency: string; value: string };
+  answer: Record<string, unknown>;
+}
+
+const SUCCESS = { resultCode: 'SUCCESS', resultStatus: 'S', resultMessage: 'success' } as const;
+
+/** The first schema issue as `path: message`, for a PARAM_ILLEGAL answer (at most 256 characters). */
+function firstIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'bad request';
+  const where = issue.path.length > 0 ? issue.path.join('.') : '(root)';
+  return `${where}: ${issue.message}`.slice(0, 256);
+}
+
+/** A JSON value with sorted keys and without null or absent fields: "omitted or null" are the same. */
+function canonical(value: unknown): string {
+  const strip = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(strip);
+    if (v !== null && typeof v === 'object') {
+      return Object.fromEntries(
+        Object.entries(v as Record<string, unknown>)
+          .filter(([, field]) => field != null)
+          .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+          .map(([key, field]) => [key, strip(field)]),
+      );
+    }
+    return v;
+  };
+  return JSON.stringify(strip(value ?? null)) ?? 'null';
+}
+
+/** The first field a repeated pay may not change that it did change (spec §8), or undefined. */
+function inconsistentPayField(first: PayRequest, repeat: PayRequest): string | undefined {
+  const fields: [string, unknown, unknown][] = [
+    ['paymentAmount', first.paymentAmount, repeat.paymentAmount],
+    ['paymentFactor', first.paymentFactor, repeat.paymentFactor],
+    ['settlementStrategy', first.settlementStrategy, repeat.settlementStrategy],
+    [
+      'paymentMethod.paymentMethodType',
+      first.paymentMethod.paymentMethodType,
+      repeat.paymentMethod.paymentMethodType,
+    ],
+  ];
+  return fields.find(([, a, b]) => canonical(a) !== canonical(b))?.[0];
+}
+
 /**
- * An Alipay+ stand-in over real HTTP with real signatures: `pay`, `inquiryPayment` and
- * `cancelPayment`, a scripted wallet per order, signed notifications with retries, seeded faults,
+ * An Alipay+ stand-in over real HTTP with real signatures: `pay`, `inquiryPayment`, `cancelPayment`
+ * and `refund`, a scripted wallet per order, signed notifications with retries, seeded faults,
  * and an admin API under `/__sim/`.
  */
 export function createSimulator(options: SimulatorOptions): Simulator {
@@ -170,10 +238,15 @@ export function createSimulator(options: SimulatorOptions): Simulator {
   let globalFaults: FaultSpec | undefined = config.faults ?? evenFaults(config.faultRate);
   const orders = new Map<string, SimOrder>();
   const byPaymentId = new Map<string, SimOrder>();
+  /** Pays never processed, for orders Alipay+ does not know (ground truth only). */
+  const unknownPays = new Map<string, UnknownPay>();
+  /** Refund requests processed, by refundRequestId: the idempotency record. */
+  const refundsByRequestId = new Map<string, RefundEntry>();
   const callIndex = new Map<string, number>();
   let callLog: CallRecord[] = [];
   let seq = 0;
   let paymentSeq = 0;
+  let refundSeq = 0;
 
   const notifier = new Notifier({
     clientId: config.clientId,
@@ -199,6 +272,8 @@ export function createSimulator(options: SimulatorOptions): Simulator {
     expiresAt?: number;
     notifyUrl?: string;
     scenario?: Scenario;
+    payRequest?: PayRequest;
+    payMode?: PayMode;
   }): SimOrder {
     const existing = orders.get(fields.paymentRequestId);
     if (existing) return existing; // pay is idempotent on paymentRequestId
@@ -212,9 +287,12 @@ export function createSimulator(options: SimulatorOptions): Simulator {
       expiresAt: fields.expiresAt ?? createdAt + config.defaultExpiryMs,
       ...(fields.notifyUrl ? { notifyUrl: fields.notifyUrl } : {}),
       scenario: scenarioFor(fields.paymentRequestId, fields.scenario),
+      ...(fields.payRequest ? { payRequest: fields.payRequest } : {}),
+      ...(fields.payMode ? { payMode: fields.payMode } : {}),
     });
     orders.set(order.paymentRequestId, order);
     byPaymentId.set(order.paymentId, order);
+    unknownPays.delete(order.paymentRequestId);
     scheduleNotification(order);
     return order;
   }
@@ -253,11 +331,23 @@ export function createSimulator(options: SimulatorOptions): Simulator {
     return body;
   }
 
-  /** Which fault (if any) strikes this call: the scenario's script first, then seeded rates. */
-  function faultFor(order: SimOrder | undefined, key: string): FaultKind | undefined {
+  /**
+   * Which fault (if any) strikes this call: for a pay, the scenario's `payFaults` first; then the
+   * scenario's (else the global) fault script; then seeded rates. Calls are counted per API and order.
+   */
+  function faultFor(
+    scenario: Scenario | undefined,
+    api: CallRecord['api'],
+    paymentRequestId: string,
+  ): FaultKind | undefined {
+    const key = `${api}:${paymentRequestId}`;
     const index = callIndex.get(key) ?? 0;
     callIndex.set(key, index + 1);
-    const spec = order?.scenario.faults ?? globalFaults;
+    if (api === 'pay') {
+      const scriptedPay = scenario?.payFaults[index];
+      if (scriptedPay !== undefined) return scriptedPay === 'none' ? undefined : scriptedPay;
+    }
+    const spec = scenario?.faults ?? globalFaults;
     if (!spec) return undefined;
     const scripted = spec.sequence[index];
     if (scripted !== undefined) return scripted === 'none' ? undefined : scripted;
@@ -279,7 +369,7 @@ export function createSimulator(options: SimulatorOptions): Simulator {
     }
     const o = order;
     const base = {
-      result: { resultCode: 'SUCCESS', resultStatus: 'S', resultMessage: 'success' },
+      result: SUCCESS,
       paymentRequestId: o.paymentRequestId,
       paymentId: o.paymentId,
       paymentAmount: o.amount,
@@ -288,15 +378,24 @@ export function createSimulator(options: SimulatorOptions): Simulator {
     };
     switch (view) {
       case 'paid': {
-        const decided = decisionAt(o) ?? t;
-        return {
+        const answer: Record<string, unknown> = {
           ...base,
-          paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S', resultMessage: 'success' },
-          paymentTime: new Date(decided).toISOString(),
-          customerId: `cust-${o.paymentId.slice(-6)}`,
-          walletBrandName: 'SimWallet',
-          settlementAmount: o.amount,
+          paymentResult: SUCCESS,
+          ...paidDetails(o, t),
         };
+        const refunds = o.refunds.filter((r) => r.at <= t);
+        if (refunds.length > 0) {
+          answer.transactions = refunds.map((r) => ({
+            transactionResult: SUCCESS,
+            transactionId: r.refundId,
+            transactionRequestId: r.refundRequestId,
+            transactionType: 'REFUND',
+            transactionStatus: 'SUCCESS',
+            transactionAmount: r.amount,
+            transactionTime: new Date(r.at).toISOString(),
+          }));
+        }
+        return answer;
       }
       case 'failed':
         return {
@@ -319,6 +418,165 @@ export function createSimulator(options: SimulatorOptions): Simulator {
           paymentResult: { resultCode: 'PAYMENT_IN_PROCESS', resultStatus: 'U', resultMessage: 'in process' },
         };
     }
+  }
+
+  /** The details of a paid order, as inquiries and pay answers carry them. */
+  function paidDetails(order: SimOrder, t: number): Record<string, unknown> {
+    return {
+      paymentTime: new Date(decisionAt(order) ?? t).toISOString(),
+      customerId: `cust-${order.paymentId.slice(-6)}`,
+      walletBrandName: 'SimWallet',
+      settlementAmount: order.amount,
+    };
+  }
+
+  /** What a pay (first or repeated) answers from the order's state right after processing. */
+  function payAnswer(order: SimOrder): Record<string, unknown> {
+    const t = now();
+    const view = inquiryViewAt(order, t);
+    const ids = { paymentRequestId: order.paymentRequestId, paymentId: order.paymentId };
+    if (view === 'closed' || view === 'cancelled') {
+      return refuse('ORDER_IS_CLOSED', 'the order is closed');
+    }
+    // An order or entry code waits for the user to scan it: the answer carries the code, never a result.
+    if (order.payMode === 'order-code') {
+      return {
+        result: SUCCESS,
+        ...ids,
+        orderCodeForm: {
+          paymentMethodType: order.payRequest?.paymentMethod.paymentMethodType ?? 'CONNECT_WALLET',
+          expireTime: new Date(order.expiresAt).toISOString(),
+          codeDetails: [
+            {
+              codeValueType: 'QRCODE',
+              codeValue: `https://qr.alipayplus-sim.example/order/${order.paymentId}`,
+              displayType: 'MIDDLE',
+            },
+          ],
+        },
+      };
+    }
+    if (order.payMode === 'entry-code') {
+      return {
+        result: SUCCESS,
+        ...ids,
+        paymentUrl: `https://pay.alipayplus-sim.example/entry/${order.paymentId}`,
+      };
+    }
+    if (view === 'paid') {
+      return {
+        result: SUCCESS,
+        ...ids,
+        paymentAmount: order.amount,
+        ...paidDetails(order, t),
+        acquirerId: 'SIM_ACQUIRER',
+        pspId: 'SIM_WALLET',
+      };
+    }
+    if (view === 'failed') return refuse(order.scenario.failCode, 'payment failed');
+    return {
+      result: { resultCode: 'PAYMENT_IN_PROCESS', resultStatus: 'U', resultMessage: 'payment in process' },
+      ...ids,
+    };
+  }
+
+  /**
+   * Processes a pay: creates the order (first pay), records the request, and answers from the order's
+   * state; a repeat changes nothing, and a repeat that changes a fixed field is REPEAT_REQ_INCONSISTENT.
+   */
+  function processPay(body: PayRequest, scenario: Scenario): Processed {
+    const mode = payModeOf(body) as PayMode; // the schema refuses a pay without a mode
+    const existing = orders.get(body.paymentRequestId);
+    if (existing?.payRequest) {
+      const changed = inconsistentPayField(existing.payRequest, body);
+      if (changed) {
+        return {
+          order: existing,
+          answer: refuse(
+            'REPEAT_REQ_INCONSISTENT',
+            `a pay with this paymentRequestId and another ${changed} was received before`,
+          ),
+        };
+      }
+      return { order: existing, answer: payAnswer(existing) };
+    }
+    if (existing) {
+      // Made by createOrder: the first pay only records what it asked for.
+      existing.payRequest = body;
+      existing.payMode = mode;
+      return { order: existing, answer: payAnswer(existing) };
+    }
+    const expiry = body.paymentExpiryTime ? Date.parse(body.paymentExpiryTime) : undefined;
+    const effective: Scenario =
+      mode === 'user-presented' && scenario.payCode === 'expired'
+        ? { ...scenario, appearAfterMs: 0, decideAfterMs: 0, decision: 'failed', failCode: 'EXPIRED_CODE' }
+        : scenario;
+    const order = addOrder({
+      paymentRequestId: body.paymentRequestId,
+      amount: { currency: body.paymentAmount.currency, value: body.paymentAmount.value },
+      ...(expiry !== undefined ? { expiresAt: expiry } : {}),
+      ...(body.paymentNotifyUrl ? { notifyUrl: body.paymentNotifyUrl } : {}),
+      scenario: effective,
+      payRequest: body,
+      payMode: mode,
+    });
+    return { order, answer: payAnswer(order) };
+  }
+
+  /** Notes a pay that was never processed, for an order Alipay+ does not know: the truth must show it. */
+  function noteUnknownPay(body: PayRequest, scenario: Scenario): void {
+    if (orders.has(body.paymentRequestId) || unknownPays.has(body.paymentRequestId)) return;
+    const createdAt = now();
+    const expiry = body.paymentExpiryTime ? Date.parse(body.paymentExpiryTime) : undefined;
+    unknownPays.set(body.paymentRequestId, {
+      paymentRequestId: body.paymentRequestId,
+      amount: { currency: body.paymentAmount.currency, value: body.paymentAmount.value },
+      createdAt,
+      expiresAt: expiry ?? createdAt + config.defaultExpiryMs,
+      label: scenario.label,
+      payMode: payModeOf(body) as PayMode,
+    });
+  }
+
+  /**
+   * Processes a refund: only a paid, not cancelled order, within the refund window, while the refunds
+   * stay within the paid amount. The answer is kept: a repeat of the refundRequestId gets it again.
+   */
+  function processRefund(order: SimOrder, body: RefundRequest): Record<string, unknown> {
+    const t = now();
+    const truth = truthAt(order, t);
+    const amount = { currency: body.refundAmount.currency, value: body.refundAmount.value };
+    const value = BigInt(amount.value);
+    let answer: Record<string, unknown>;
+    if (!truth.charged || truth.cancelled) {
+      answer = refuse('ORDER_STATUS_INVALID', 'only a paid, not cancelled payment can be refunded');
+    } else if (t > order.createdAt + REFUND_WINDOW_MS) {
+      answer = refuse('REFUND_WINDOW_EXCEED', 'the refund window has closed');
+    } else if (amount.currency !== order.amount.currency) {
+      answer = refuse(
+        'PARAM_ILLEGAL',
+        `refundAmount.currency: must be ${order.amount.currency}, the payment's`,
+      );
+    } else if (value === 0n) {
+      answer = refuse('PARAM_ILLEGAL', 'refundAmount.value: must be more than 0');
+    } else if (refundedValue(order, t) + value > BigInt(order.amount.value)) {
+      answer = refuse('REFUND_AMOUNT_EXCEED', 'the refunds would exceed the paid amount');
+    } else {
+      refundSeq++;
+      const refundId = `3026${String(t).slice(-9)}${String(refundSeq).padStart(8, '0')}`;
+      order.refunds.push({ refundRequestId: body.refundRequestId, refundId, amount, at: t });
+      answer = {
+        result: SUCCESS,
+        refundRequestId: body.refundRequestId,
+        refundId,
+        refundTime: new Date(t).toISOString(),
+        refundAmount: amount,
+        paymentRequestId: order.paymentRequestId,
+        paymentId: order.paymentId,
+      };
+    }
+    refundsByRequestId.set(body.refundRequestId, { order, amount, answer });
+    return answer;
   }
 
   // ---- HTTP -------------------------------------------------------------------------------------
@@ -398,9 +656,14 @@ export function createSimulator(options: SimulatorOptions): Simulator {
     }
     record.signatureValid = signatureValid;
 
-    let answer: Record<string, unknown>;
+    let answer: Record<string, unknown> = {};
     let order: SimOrder | undefined;
-    let apply: (() => Record<string, unknown>) | undefined;
+    /** Whose faults apply: the order's scenario, or for a first pay the scenario it will get. */
+    let scenario: Scenario | undefined;
+    /** The processing itself, run only when no fault stops the request before Alipay+ handles it. */
+    let apply: (() => Processed) | undefined;
+    /** What a request that was never processed still leaves behind (a dropped first pay: the truth). */
+    let unprocessed: (() => void) | undefined;
     let json: unknown;
     try {
       json = JSON.parse(raw.toString('utf8'));
@@ -413,25 +676,48 @@ export function createSimulator(options: SimulatorOptions): Simulator {
       answer = refuse('INVALID_SIGNATURE', 'the request signature does not verify');
     } else if (api === 'pay') {
       const parsed = PayRequest.safeParse(json);
-      if (!parsed.success) answer = refuse('PARAM_ILLEGAL', parsed.error.issues[0]?.message ?? 'bad request');
+      if (!parsed.success) answer = refuse('PARAM_ILLEGAL', firstIssue(parsed.error));
       else {
         const body = parsed.data;
-        const expiry = body.paymentExpiryTime ? Date.parse(body.paymentExpiryTime) : undefined;
-        order = addOrder({
-          paymentRequestId: body.paymentRequestId,
-          amount: { currency: body.paymentAmount.currency, value: body.paymentAmount.value },
-          ...(expiry !== undefined ? { expiresAt: expiry } : {}),
-          ...(body.paymentNotifyUrl ? { notifyUrl: body.paymentNotifyUrl } : {}),
-        });
-        answer = {
-          result: {
-            resultCode: 'PAYMENT_IN_PROCESS',
-            resultStatus: 'U',
-            resultMessage: 'payment in process',
-          },
-          paymentRequestId: order.paymentRequestId,
-          paymentId: order.paymentId,
-        };
+        order = orders.get(body.paymentRequestId);
+        const payScenario = order?.scenario ?? scenarioFor(body.paymentRequestId);
+        scenario = payScenario;
+        record.paymentRequestId = body.paymentRequestId;
+        apply = () => processPay(body, payScenario);
+        unprocessed = () => noteUnknownPay(body, payScenario);
+      }
+    } else if (api === 'refund') {
+      const parsed = RefundRequest.safeParse(json);
+      if (!parsed.success) answer = refuse('PARAM_ILLEGAL', firstIssue(parsed.error));
+      else {
+        const body = parsed.data;
+        record.refundRequestId = body.refundRequestId;
+        // Both given: paymentId wins, as for the other calls.
+        const target =
+          body.paymentId != null
+            ? byPaymentId.get(body.paymentId)
+            : orders.get(body.paymentRequestId as string);
+        const first = refundsByRequestId.get(body.refundRequestId);
+        order = first?.order ?? target;
+        record.paymentRequestId = order?.paymentRequestId ?? body.paymentRequestId ?? undefined;
+        if (first) {
+          const same =
+            target === first.order &&
+            first.amount.currency === body.refundAmount.currency &&
+            first.amount.value === body.refundAmount.value;
+          apply = () => ({
+            answer: same
+              ? first.answer
+              : refuse(
+                  'REPEAT_REQ_INCONSISTENT',
+                  'a refund with this refundRequestId and another payment or amount was received before',
+                ),
+          });
+        } else if (!target) {
+          answer = refuse('ORDER_NOT_EXIST', 'order does not exist');
+        } else {
+          apply = () => ({ answer: processRefund(target, body) });
+        }
       }
     } else {
       const parsed = RefRequest.safeParse(json);
@@ -449,41 +735,47 @@ export function createSimulator(options: SimulatorOptions): Simulator {
           answer = refuse('ORDER_NOT_EXIST', 'order does not exist');
         } else {
           const target = order;
-          answer = {};
           apply = () => {
             const verdict = applyCancel(target, now());
             if (verdict.kind === 'unknown') {
               return {
-                result: { resultCode: 'UNKNOWN_EXCEPTION', resultStatus: 'U', resultMessage: 'try again' },
+                answer: {
+                  result: { resultCode: 'UNKNOWN_EXCEPTION', resultStatus: 'U', resultMessage: 'try again' },
+                },
               };
             }
             if (verdict.kind === 'window-exceeded') {
-              return refuse('CANCEL_WINDOW_EXCEED', 'the cancel window has closed; refund instead');
+              return {
+                answer: refuse('CANCEL_WINDOW_EXCEED', 'the cancel window has closed; refund instead'),
+              };
             }
-            return {
-              result: { resultCode: 'SUCCESS', resultStatus: 'S', resultMessage: 'success' },
-              acquirerId: 'SIM_ACQUIRER',
-              pspId: 'SIM_WALLET',
-            };
+            return { answer: { result: SUCCESS, acquirerId: 'SIM_ACQUIRER', pspId: 'SIM_WALLET' } };
           };
         }
       }
+    }
+    scenario ??= order?.scenario;
+
+    const fault =
+      signatureValid && clientId === config.clientId
+        ? faultFor(scenario, api, record.paymentRequestId ?? '?')
+        : undefined;
+    if (fault) record.fault = fault;
+
+    // Faults that mean "Alipay+ did not process it" leave every order untouched.
+    const processed = !fault || !UNPROCESSED_FAULTS.includes(fault);
+    if (processed && apply) {
+      const done = apply();
+      answer = done.answer;
+      order = done.order ?? order;
+    } else if (!processed) {
+      unprocessed?.();
+      if (fault === 'drop-request') answer = {}; // never reached Alipay+: nothing was answered
     }
     if (order) {
       record.paymentRequestId = order.paymentRequestId;
       record.paymentId = order.paymentId;
     }
-
-    const fault =
-      signatureValid && clientId === config.clientId
-        ? faultFor(order, `${api}:${record.paymentRequestId ?? '?'}`)
-        : undefined;
-    if (fault) record.fault = fault;
-
-    // Faults that mean "Alipay+ did not process it" leave the order untouched.
-    const processed =
-      !fault || !['http-500', 'http-502', 'http-503', 'unknown-exception', 'traffic-limit'].includes(fault);
-    if (apply && processed) answer = apply();
 
     const result = answer.result as { resultCode?: string; resultStatus?: string } | undefined;
     record.resultCode = result?.resultCode;
@@ -498,6 +790,7 @@ export function createSimulator(options: SimulatorOptions): Simulator {
         record.httpStatus = 0;
         return;
       case 'reset':
+      case 'drop-request':
         record.httpStatus = 0;
         req.socket.destroy();
         return;
@@ -511,7 +804,7 @@ export function createSimulator(options: SimulatorOptions): Simulator {
         return;
       }
       case 'latency': {
-        const spec = order?.scenario.faults ?? globalFaults;
+        const spec = scenario?.faults ?? globalFaults;
         const [min, max] = spec?.latencyMs ?? [200, 1_500];
         const random = streamFor(config.seed, `latency:${record.seq}`);
         await new Promise((resolve) => setTimeout(resolve, Math.round(min + random() * (max - min))));
@@ -564,9 +857,14 @@ export function createSimulator(options: SimulatorOptions): Simulator {
     },
     order(paymentRequestId) {
       const order = orders.get(paymentRequestId);
-      return order && truthAt(order, now());
+      if (order) return truthAt(order, now());
+      const unknown = unknownPays.get(paymentRequestId);
+      return unknown && unknownOrderTruth(unknown);
     },
-    orders: () => [...orders.values()].map((order) => truthAt(order, now())),
+    orders: () => [
+      ...[...orders.values()].map((order) => truthAt(order, now())),
+      ...[...unknownPays.values()].map((unknown) => unknownOrderTruth(unknown)),
+    ],
     calls: () => [...callLog],
     notifications: () => [...notifier.log],
     setFaults(faults) {
@@ -575,6 +873,8 @@ export function createSimulator(options: SimulatorOptions): Simulator {
     reset() {
       orders.clear();
       byPaymentId.clear();
+      unknownPays.clear();
+      refundsByRequestId.clear();
       callIndex.clear();
       callLog = [];
       notifier.log.length = 0;
@@ -619,6 +919,7 @@ export function createSimulator(options: SimulatorOptions): Simulator {
     [API_PATHS.pay, 'pay'],
     [API_PATHS.inquiryPayment, 'inquiryPayment'],
     [API_PATHS.cancelPayment, 'cancelPayment'],
+    [API_PATHS.refund, 'refund'],
   ]);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -672,11 +973,16 @@ export function createSimulator(options: SimulatorOptions): Simulator {
   };
 }
 
-/** `faultRate` R: each call draws one fault with total probability ≈ R, spread over the kinds. */
+/**
+ * `faultRate` R: each call draws one fault with total probability ≈ R, spread over the kinds that
+ * existed before `drop-request` (left out, so that a given rate and seed keep drawing the same faults;
+ * script it, or give it a rate, to get it).
+ */
+const EVEN_FAULT_KINDS = FAULT_KINDS.filter((kind) => kind !== 'drop-request');
 function evenFaults(rate: number | undefined): FaultSpec | undefined {
   if (!rate) return undefined;
-  const each = rate / FAULT_KINDS.length;
-  return FaultSpec.parse({ rates: Object.fromEntries(FAULT_KINDS.map((kind) => [kind, each])) });
+  const each = rate / EVEN_FAULT_KINDS.length;
+  return FaultSpec.parse({ rates: Object.fromEntries(EVEN_FAULT_KINDS.map((kind) => [kind, each])) });
 }
 
 export type { ScenarioInput };
