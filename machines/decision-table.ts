@@ -1,4 +1,5 @@
-import type { InquiryOutcome } from '../src/client/answers.js';
+import type { InquiryOutcome, PayOutcome, RefundOutcome } from '../src/client/answers.js';
+import type { PayMode } from '../src/protocol/pay.js';
 import { lookupResultCode } from '../src/protocol/result-codes.js';
 
 /**
@@ -165,8 +166,13 @@ export const CANCEL_TABLE = [
   { answer: 'S', target: 'cancelled', guard: 'isCancelled' },
   {
     answer: 'F, CANCEL_WINDOW_EXCEED',
-    target: 'attention (refund instead)',
+    target: 'windowClosed: one more inquiry, then the refund path',
     guard: 'isCancelWindowExceeded',
+  },
+  {
+    answer: 'F, ORDER_NOT_EXIST, once the payment has expired',
+    target: 'closed (Alipay+ never had the order, and an expired pay can no longer be taken)',
+    guard: 'isCancelOfUnknownExpiredOrder',
   },
   {
     answer: 'F, any other code',
@@ -175,7 +181,158 @@ export const CANCEL_TABLE = [
   },
   {
     answer: 'U, or no result',
-    target: 'retry until the cancel window ends, then attention',
+    target: 'retry until the cancel window ends, then windowClosed',
     guard: '(default)',
   },
 ] as const;
+
+// ---- pay ------------------------------------------------------------------------------------------
+
+export type PayRowId =
+  | 'paid'
+  | 'waiting-for-user'
+  | 'payment-failed'
+  | 'pay-refused'
+  | 'in-process'
+  | 'no-result';
+
+/** Where a pay row leads: a final state, or the inquiry lifecycle (`awaitingResult`). */
+export type PayRowTarget = 'succeeded' | 'failed' | 'attention' | 'awaitingResult';
+
+export interface PayDecisionRow {
+  readonly id: PayRowId;
+  readonly answer: string;
+  readonly modes: string;
+  readonly meaning: string;
+  readonly guard: string;
+  readonly target: PayRowTarget;
+  /** The title of the unit test in test/machine-decision-table.test.ts that covers this row. */
+  readonly test: string;
+}
+
+/** The modes whose pay creates a code for the user to scan or open: its answer says nothing of payment. */
+const CODE_MODES: readonly PayMode[] = ['order-code', 'entry-code'];
+
+/** How the machine treats the answer to `pay` (spec §8). Exactly one row matches any answer. */
+export const PAY_DECISION_TABLE: readonly PayDecisionRow[] = [
+  {
+    id: 'paid',
+    answer: 'S',
+    modes: 'user-presented, cashier',
+    meaning: 'The payment succeeded.',
+    guard: 'isPayPaid',
+    target: 'succeeded',
+    test: 'pay row paid: S (user-presented) → succeeded',
+  },
+  {
+    id: 'waiting-for-user',
+    answer: 'S or U',
+    modes: 'order code, entry code',
+    meaning:
+      'The code was created and waits for the user: inquire, await the notification, cancel at expiry (the inquiry lifecycle).',
+    guard: 'isPayWaitingForUser',
+    target: 'awaitingResult',
+    test: 'pay row waiting-for-user: S with an order code → the inquiry lifecycle',
+  },
+  {
+    id: 'payment-failed',
+    answer:
+      'F, a business failure (USER_BALANCE_NOT_ENOUGH, EXPIRED_CODE, any code not marked "needs a person")',
+    modes: 'any',
+    meaning: 'The payment failed; nothing was taken.',
+    guard: 'isPayFailed',
+    target: 'failed',
+    test: 'pay row payment-failed: F business failure → failed',
+  },
+  {
+    id: 'pay-refused',
+    answer: 'F, an integration fault (INVALID_SIGNATURE, PARAM_ILLEGAL, ...) or REPEAT_REQ_INCONSISTENT',
+    modes: 'any',
+    meaning:
+      'The pay itself was refused, or an earlier pay with this ID had other content. What Alipay+ holds is unknown: a person must look.',
+    guard: 'isPayRefused',
+    target: 'attention',
+    test: 'pay row pay-refused: F integration fault or REPEAT_REQ_INCONSISTENT → attention',
+  },
+  {
+    id: 'in-process',
+    answer: 'U (PAYMENT_IN_PROCESS, UNKNOWN_EXCEPTION, ...)',
+    modes: 'user-presented, cashier',
+    meaning:
+      "The result is unknown: the seed's situation. Inquire, await the notification, cancel at expiry.",
+    guard: 'isPayInProcess',
+    target: 'awaitingResult',
+    test: 'pay row in-process: U → the inquiry lifecycle',
+  },
+  {
+    id: 'no-result',
+    answer: 'no result (timeout, network, HTTP status, bad body, bad signature, not sent past expiry)',
+    modes: 'any',
+    meaning: 'The pay may or may not have been processed: the inquiry lifecycle finds out.',
+    guard: 'isPayNoResult',
+    target: 'awaitingResult',
+    test: 'pay row no-result: no result → the inquiry lifecycle',
+  },
+];
+
+/** The row a pay answer falls in, given the pay's mode. */
+export function classifyPay(outcome: PayOutcome, mode: PayMode): PayRowId {
+  if (outcome.kind === 'no-result') return 'no-result';
+  const { result } = outcome;
+  switch (result.resultStatus) {
+    case 'S':
+      return CODE_MODES.includes(mode) ? 'waiting-for-user' : 'paid';
+    case 'U':
+      return CODE_MODES.includes(mode) ? 'waiting-for-user' : 'in-process';
+    case 'F':
+      return lookupResultCode('pay', result.resultCode, 'F').action === 'needs-person'
+        ? 'pay-refused'
+        : 'payment-failed';
+  }
+}
+
+// ---- after the cancel window ----------------------------------------------------------------------
+
+/**
+ * How the machine treats the inquiry it makes once the cancel window has closed (spec §9): was the
+ * payment paid, and so is money owed back?
+ */
+export const WINDOW_CLOSED_TABLE = [
+  {
+    answer: 'S/S: paid (and the merchant was never told "succeeded")',
+    target: 'refunding when the policy sets autoRefund; else attention (refund-due)',
+    guard: 'isPaidWithAutoRefund / isPaid',
+  },
+  { answer: 'S/F ORDER_IS_CLOSED', target: 'closed', guard: 'isOrderClosed' },
+  { answer: 'S/F any other code', target: 'failed', guard: 'isPaymentFailed' },
+  {
+    answer: 'F, a code marked "needs a person"',
+    target: 'attention (integration-fault)',
+    guard: 'isIntegrationFault',
+  },
+  { answer: 'F, any other code', target: 'failed', guard: 'isCallFailed' },
+  {
+    answer: 'S/U, F ORDER_NOT_EXIST, U, or no result',
+    target:
+      'inquire again on the cancel retry schedule; after maxWindowChecks, attention (unresolved-after-window)',
+    guard: '(default)',
+  },
+] as const;
+
+// ---- refund ---------------------------------------------------------------------------------------
+
+/** How the machine treats a refund answer. */
+export const REFUND_TABLE = [
+  { answer: 'S', target: 'refunded', guard: 'isRefunded' },
+  { answer: 'F, any code', target: 'attention (refund-refused)', guard: 'isRefundRefused' },
+  {
+    answer: 'U, or no result',
+    target: 'the identical request again (same refundRequestId), on the refund retry schedule, until S or F',
+    guard: '(default)',
+  },
+] as const;
+
+/** True when a refund answer says the money went back. */
+export function isRefundSucceeded(outcome: RefundOutcome): boolean {
+  return outcome.kind === 'answer' && outcome.result.resultStatus === 'S';
+}

@@ -1,7 +1,8 @@
 import type { Amount, SettlementQuote } from '../src/protocol/common.js';
 import type { Transaction } from '../src/protocol/inquiry-payment.js';
+import type { OrderCodeForm } from '../src/protocol/pay.js';
 
-export type FinalStatus = 'succeeded' | 'failed' | 'closed' | 'cancelled' | 'attention';
+export type FinalStatus = 'succeeded' | 'failed' | 'closed' | 'cancelled' | 'refunded' | 'attention';
 
 /** Why a lifecycle stopped and asked for a person. */
 export type AttentionReason =
@@ -9,19 +10,26 @@ export type AttentionReason =
   | 'integration-fault'
   /** A notification's amount or request ID differs from what this payment knows: a security event. */
   | 'amount-mismatch'
-  /** Alipay+ answered CANCEL_WINDOW_EXCEED: only a refund can return money now. */
-  | 'refund-required'
+  /** `pay` was refused for an integration fault, or REPEAT_REQ_INCONSISTENT: what Alipay+ holds is unknown. */
+  | 'pay-refused'
+  /**
+   * Past the cancel window, an inquiry showed the payment paid, and the merchant was never told
+   * "succeeded": the money must go back by refund (`alipayplus-lifecycle refund`, or `autoRefund`).
+   */
+  | 'refund-due'
+  /** The refund was refused (F): the code says why. */
+  | 'refund-refused'
+  /** Past the cancel window, inquiries kept giving no final answer (`maxWindowChecks`). */
+  | 'unresolved-after-window'
   /** The cancel was refused (F) more often than `maxCancelFailures`. */
-  | 'cancel-refused'
-  /** The cancel window closed with the cancel still unconfirmed. */
-  | 'cancel-window-closed';
+  | 'cancel-refused';
 
 /** Why the lifecycle started to cancel. */
 export type CancelReason = 'expired' | 'max-inquiries' | 'closed-by-merchant';
 
 export interface DecidedBy {
   /** What produced the deciding code. */
-  source: 'inquiry' | 'notification' | 'cancel' | 'lifecycle';
+  source: 'pay' | 'inquiry' | 'notification' | 'cancel' | 'refund' | 'lifecycle';
   /** `payment` for a `paymentResult` code, `call` for a `result` code (marked, as the table asks). */
   level: 'payment' | 'call' | 'lifecycle';
   code: string;
@@ -41,6 +49,18 @@ export interface PaymentDetails {
   settlementAmount?: Amount;
   settlementQuote?: SettlementQuote;
   transactions?: Transaction[];
+  /** An order-code pay: the code the user scans. */
+  orderCodeForm?: OrderCodeForm;
+  /** An entry-code pay: the page the user opens. */
+  paymentUrl?: string;
+}
+
+/** A refund the lifecycle sent (spec §9): its idempotency key, its amount, and what came back. */
+export interface RefundDetails {
+  refundRequestId: string;
+  refundAmount: Amount;
+  refundId?: string;
+  refundTime?: string;
 }
 
 /** A notification that arrived once the outcome could no longer change. */
@@ -63,6 +83,8 @@ export interface LifecycleOutcome {
   attentionReason?: AttentionReason;
   cancelReason?: CancelReason;
   details: PaymentDetails;
+  /** The refund, when the lifecycle sent one (status `refunded`, or `attention` when it was refused). */
+  refund?: RefundDetails;
   inquiries: number;
   cancelAttempts: number;
   decidedAt: number;

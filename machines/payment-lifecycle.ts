@@ -1,13 +1,18 @@
 import { assign, fromPromise, setup } from 'xstate';
-import type { CancelOutcome, InquiryOutcome } from '../src/client/answers.js';
-import type { PaymentRef } from '../src/protocol/common.js';
+import type { CancelOutcome, InquiryOutcome, PayOutcome, RefundOutcome } from '../src/client/answers.js';
+import type { Amount, PaymentRef } from '../src/protocol/common.js';
 import type { NotifyPaymentRequest } from '../src/protocol/notify-payment.js';
+import type { PayMode } from '../src/protocol/pay.js';
 import { lookupResultCode } from '../src/protocol/result-codes.js';
 import {
   classifyInquiry,
+  classifyPay,
   INQUIRY_DECISION_TABLE,
   type InquiryRowId,
+  isRefundSucceeded,
   isTrafficLimited,
+  PAY_DECISION_TABLE,
+  type PayRowId,
 } from './decision-table.js';
 
 const TRAFFIC_LIMITED = 'REQUEST_TRAFFIC_EXCEED_LIMIT';
@@ -20,8 +25,10 @@ import type {
   LateNotification,
   LifecycleOutcome,
   PaymentDetails,
+  RefundDetails,
 } from './outcome.js';
 import { type LifecycleInput, type ResolvedPolicy, resolveLifecycleInput, scheduleAt } from './policy.js';
+import { refundRequestIdFor } from './refund-request-id.js';
 
 /** What an invoked call resolves with: the client's outcome and when it arrived (epoch ms). */
 export interface CallResult<T> {
@@ -34,6 +41,28 @@ export interface CallInput {
   paymentRequestId: string;
   ref: PaymentRef;
   /** 1 for the first inquiry (or cancel attempt), 2 for the second, ... A re-run after restore keeps its number. */
+  attempt: number;
+}
+
+/** Input of the invoked `pay` actor. The engine holds the request and sends exactly it. */
+export interface PayCallInput {
+  paymentRequestId: string;
+  /** 1 for the first pay; a re-run after a restore keeps its number. */
+  attempt: number;
+  /**
+   * The payment's expiry (epoch ms): the actor must not send the pay at or after it, and answers a
+   * `no-result` with reason `not-sent` instead. A pay re-run after a restore carries it too, so no
+   * pay ever goes out after expiry, however late the process comes back.
+   */
+  notAfter: number;
+}
+
+/** Input of the invoked `refund` actor: the identical request on every attempt. */
+export interface RefundCallInput {
+  paymentRequestId: string;
+  ref: PaymentRef;
+  refundRequestId: string;
+  refundAmount: Amount;
   attempt: number;
 }
 
@@ -65,6 +94,27 @@ interface CancelProgress {
   lastCode?: string;
 }
 
+interface PayProgress {
+  mode: PayMode;
+  /** Pay requests started (a re-send after a restore is not counted: it carries the same number). */
+  attempts: number;
+  row?: PayRowId;
+  lastCode?: string;
+}
+
+/** Inquiries made once the cancel window has closed, to learn whether money is owed back. */
+interface WindowChecks {
+  checks: number;
+  nextCheckAt: number;
+}
+
+interface RefundProgress extends RefundDetails {
+  startedAt: number;
+  attempts: number;
+  nextAttemptAt: number;
+  lastCode?: string;
+}
+
 /** The lifecycle's context. JSON only, so that a snapshot survives `JSON.stringify` and a restart. */
 export interface LifecycleContext {
   paymentRequestId: string;
@@ -81,6 +131,10 @@ export interface LifecycleContext {
   inquiries: number;
   lastAnswer?: AnswerSummary;
   cancel?: CancelProgress;
+  /** Present when the lifecycle was started by `pay`. */
+  pay?: PayProgress;
+  windowChecks?: WindowChecks;
+  refund?: RefundProgress;
   details: PaymentDetails;
   lateNotifications: LateNotification[];
   outcome?: LifecycleOutcome;
@@ -106,6 +160,34 @@ function inquiryOf(event: AnyEvent): InquiryOutcome {
   const output = event.output as CallResult<InquiryOutcome> | undefined;
   if (output?.outcome) return output.outcome;
   return { kind: 'no-result', reason: 'network', detail: `the inquiry actor failed: ${String(event.error)}` };
+}
+
+function payOf(event: AnyEvent): PayOutcome {
+  const output = event.output as CallResult<PayOutcome> | undefined;
+  if (output?.outcome) return output.outcome;
+  return { kind: 'no-result', reason: 'network', detail: `the pay actor failed: ${String(event.error)}` };
+}
+
+function refundOf(event: AnyEvent): RefundOutcome {
+  const output = event.output as CallResult<RefundOutcome> | undefined;
+  if (output?.outcome) return output.outcome;
+  return { kind: 'no-result', reason: 'network', detail: `the refund actor failed: ${String(event.error)}` };
+}
+
+function payRow(context: LifecycleContext, event: AnyEvent): PayRowId {
+  return classifyPay(payOf(event), context.pay?.mode ?? 'user-presented');
+}
+
+/** What a refund gives back: what the wallet says was paid, else the amount the lifecycle knows. */
+function refundAmountOf(context: LifecycleContext, event: AnyEvent): Amount | undefined {
+  const outcome = inquiryOf(event);
+  const paid = outcome.kind === 'answer' ? outcome.paymentAmount : undefined;
+  const amount = paid ?? context.details.paymentAmount ?? context.amount;
+  return amount ? { currency: amount.currency, value: amount.value } : undefined;
+}
+
+function callCode(outcome: { kind: string; result?: { resultCode: string }; reason?: string }): string {
+  return outcome.kind === 'answer' ? (outcome.result?.resultCode ?? '?') : `NO_RESULT:${outcome.reason}`;
 }
 
 function cancelOf(event: AnyEvent): CancelOutcome {
@@ -142,6 +224,8 @@ function mergeDetails(details: PaymentDetails, source: Record<string, unknown>):
     'settlementAmount',
     'settlementQuote',
     'transactions',
+    'orderCodeForm',
+    'paymentUrl',
   ] as const;
   for (const key of keys) {
     const value = source[key];
@@ -191,7 +275,28 @@ function settle(context: LifecycleContext, at: number, params: SettleParams): Li
   if (context.details.paymentId) outcome.paymentId = context.details.paymentId;
   if (params.attentionReason) outcome.attentionReason = params.attentionReason;
   if (context.cancel) outcome.cancelReason = context.cancel.reason;
+  if (context.refund) {
+    const { refundRequestId, refundAmount, refundId, refundTime } = context.refund;
+    const refund: RefundDetails = { refundRequestId, refundAmount };
+    if (refundId) refund.refundId = refundId;
+    if (refundTime) refund.refundTime = refundTime;
+    outcome.refund = refund;
+  }
   return outcome;
+}
+
+/** What a pay answer decides, as the outcome records it. */
+function decidedByPay(outcome: PayOutcome, row: PayRowId): DecidedBy {
+  if (outcome.kind === 'no-result')
+    return { source: 'pay', level: 'call', code: `NO_RESULT:${outcome.reason}` };
+  const decided: DecidedBy = {
+    source: 'pay',
+    level: row === 'paid' || row === 'payment-failed' ? 'payment' : 'call',
+    code: outcome.result.resultCode,
+    status: outcome.result.resultStatus,
+  };
+  if (outcome.result.resultMessage) decided.message = outcome.result.resultMessage;
+  return decided;
 }
 
 /** What an inquiry answer decides, as the outcome records it. */
@@ -244,8 +349,14 @@ export const paymentLifecycleMachine = setup({
     output: {} as LifecycleOutcome,
   },
   actors: {
+    pay: notProvided('pay') as unknown as ReturnType<
+      typeof fromPromise<CallResult<PayOutcome>, PayCallInput>
+    >,
     inquiryPayment: notProvided('inquiryPayment') as unknown as ReturnType<
       typeof fromPromise<CallResult<InquiryOutcome>, CallInput>
+    >,
+    refund: notProvided('refund') as unknown as ReturnType<
+      typeof fromPromise<CallResult<RefundOutcome>, RefundCallInput>
     >,
     cancelPayment: notProvided('cancelPayment') as unknown as ReturnType<
       typeof fromPromise<CallResult<CancelOutcome>, CallInput>
@@ -257,8 +368,23 @@ export const paymentLifecycleMachine = setup({
     untilCancelRetry: ({ context }) =>
       Math.max(0, (context.cancel?.nextAttemptAt ?? context.now) - context.now),
     untilCancelWindowEnds: ({ context }) => Math.max(0, context.cancelWindowEndsAt - context.now),
+    untilWindowCheck: ({ context }) =>
+      Math.max(0, (context.windowChecks?.nextCheckAt ?? context.now) - context.now),
+    untilRefundRetry: ({ context }) =>
+      Math.max(0, (context.refund?.nextAttemptAt ?? context.now) - context.now),
   },
   guards: {
+    // One guard per row of the pay table (machines/decision-table.ts).
+    isPayPaid: ({ context, event }) => payRow(context, event) === 'paid',
+    isPayWaitingForUser: ({ context, event }) => payRow(context, event) === 'waiting-for-user',
+    isPayFailed: ({ context, event }) => payRow(context, event) === 'payment-failed',
+    isPayRefused: ({ context, event }) => payRow(context, event) === 'pay-refused',
+    isPayInProcess: ({ context, event }) => payRow(context, event) === 'in-process',
+    isPayNoResult: ({ context, event }) => payRow(context, event) === 'no-result',
+    isStartedByPay: ({ context }) => context.pay !== undefined,
+    /** No pay goes out at or after expiry. */
+    isPastExpiry: ({ context }) => context.now >= context.expiresAt,
+
     // One guard per row of the decision table (machines/decision-table.ts).
     isPaid: ({ event }) => classifyInquiry(inquiryOf(event)) === 'paid',
     isOrderClosed: ({ event }) => classifyInquiry(inquiryOf(event)) === 'order-closed',
@@ -307,6 +433,16 @@ export const paymentLifecycleMachine = setup({
         lookupResultCode('cancelPayment', outcome.result.resultCode, 'F').action === 'refund-instead'
       );
     },
+    // Alipay+ never had the order, and once it has expired no pay for it can be taken any more.
+    isCancelOfUnknownExpiredOrder: ({ context, event }) => {
+      const outcome = cancelOf(event);
+      return (
+        outcome.kind === 'answer' &&
+        outcome.result.resultStatus === 'F' &&
+        outcome.result.resultCode === 'ORDER_NOT_EXIST' &&
+        timeOf(context, event) >= context.expiresAt
+      );
+    },
     isCancelRefused: ({ event }) => {
       const outcome = cancelOf(event);
       return outcome.kind === 'answer' && outcome.result.resultStatus === 'F';
@@ -325,9 +461,59 @@ export const paymentLifecycleMachine = setup({
     isCancelRetryBeforeWindowEnds: ({ context }) =>
       (context.cancel?.nextAttemptAt ?? Number.POSITIVE_INFINITY) < context.cancelWindowEndsAt &&
       context.now < context.cancelWindowEndsAt,
+
+    // After the cancel window.
+    /** Paid, the policy refunds by itself, and the amount to give back is known. */
+    isPaidWithAutoRefund: ({ context, event }) =>
+      classifyInquiry(inquiryOf(event)) === 'paid' &&
+      context.policy.autoRefund &&
+      refundAmountOf(context, event) !== undefined,
+    isWindowCheckBudgetSpent: ({ context }) =>
+      (context.windowChecks?.checks ?? 0) >= context.policy.maxWindowChecks,
+
+    // Refund answers.
+    isRefunded: ({ event }) => isRefundSucceeded(refundOf(event)),
+    isRefundRefused: ({ event }) => {
+      const outcome = refundOf(event);
+      return outcome.kind === 'answer' && outcome.result.resultStatus === 'F';
+    },
   },
   actions: {
     observeTime: assign({ now: ({ context, event }) => timeOf(context, event) }),
+
+    countPayAttempt: assign(({ context }) => ({
+      pay: context.pay && { ...context.pay, attempts: context.pay.attempts + 1 },
+    })),
+
+    /** A pay answer: its details, and the first inquiry one schedule step later (at once past expiry). */
+    recordPayAnswer: assign(({ context, event }) => {
+      const outcome = payOf(event);
+      const at = timeOf(context, event);
+      const first = scheduleAt(context.policy.inquiryScheduleMs, 0);
+      const pay = context.pay as PayProgress;
+      return {
+        now: at,
+        pay: { ...pay, row: payRow(context, event), lastCode: callCode(outcome) },
+        details: outcome.kind === 'answer' ? mergeDetails(context.details, outcome) : context.details,
+        nextInquiryAt: Math.max(at, Math.min(at + first, context.expiresAt)),
+      };
+    }),
+
+    /** Entered `paying` at or after expiry: no pay; the inquiry lifecycle takes its last look at once. */
+    skipPay: assign(({ context }) => ({
+      pay: { ...(context.pay as PayProgress), lastCode: 'NOT_SENT:expired' },
+      nextInquiryAt: context.now,
+    })),
+
+    settleByPay: assign(({ context, event }) => {
+      const outcome = payOf(event);
+      const row = payRow(context, event);
+      const status: FinalStatus =
+        row === 'paid' ? 'succeeded' : row === 'payment-failed' ? 'failed' : 'attention';
+      const params: SettleParams = { status, decidedBy: decidedByPay(outcome, row) };
+      if (status === 'attention') params.attentionReason = 'pay-refused';
+      return { outcome: settle(context, context.now, params) };
+    }),
 
     /** After a restore the call in flight is sent again, now: that send is the one that counts. */
     resendAfterRestore: assign(({ context, event }) => {
@@ -370,12 +556,12 @@ export const paymentLifecycleMachine = setup({
         event.type === 'NOTIFIED' ? mergeDetails(context.details, event.notification) : context.details,
     })),
 
-    recordLateNotification: assign(({ context, event }) => {
+    recordLateNotification: assign(({ context, event }, params: { state: string }) => {
       if (event.type !== 'NOTIFIED') return {};
       const { paymentResult } = event.notification;
       const late: LateNotification = {
         at: timeOf(context, event),
-        state: 'cancelling',
+        state: params.state,
         resultStatus: paymentResult.resultStatus,
         resultCode: paymentResult.resultCode,
         flagged: paymentResult.resultStatus === 'S',
@@ -412,6 +598,94 @@ export const paymentLifecycleMachine = setup({
         },
       };
     }),
+
+    recordCancelAnswer: assign(({ context, event }) => {
+      const cancel = context.cancel as CancelProgress;
+      return { now: timeOf(context, event), cancel: { ...cancel, lastCode: callCode(cancelOf(event)) } };
+    }),
+
+    /** The cancel window has closed (or Alipay+ says so): inquire once more, now. */
+    startWindowCheck: assign(({ context, event }) => {
+      const now = Math.max(timeOf(context, event), context.now);
+      return { now, windowChecks: { checks: 0, nextCheckAt: now } };
+    }),
+    /** The retry timer ran to the end of the cancel window, with the cancel still unconfirmed. */
+    startWindowCheckAtWindowEnd: assign(({ context }) => {
+      const now = Math.max(context.now, context.cancelWindowEndsAt);
+      return { now, windowChecks: { checks: 0, nextCheckAt: now } };
+    }),
+    sendWindowCheck: assign(({ context }) => {
+      const checks = context.windowChecks as WindowChecks;
+      const now = Math.max(context.now, checks.nextCheckAt);
+      return {
+        now,
+        lastInquiryAt: now,
+        inquiries: context.inquiries + 1,
+        windowChecks: { ...checks, checks: checks.checks + 1 },
+      };
+    }),
+    scheduleWindowCheck: assign(({ context }) => {
+      const checks = context.windowChecks as WindowChecks;
+      const base = scheduleAt(context.policy.cancelRetryScheduleMs, checks.checks - 1);
+      const limited = context.lastAnswer?.code === TRAFFIC_LIMITED;
+      const wait = limited ? base * context.policy.trafficLimitMultiplier : base;
+      return { windowChecks: { ...checks, nextCheckAt: context.now + wait } };
+    }),
+
+    /** Past the window, an inquiry decided: settle as it says, with the reason given. */
+    settleAfterWindow: assign(
+      ({ context, event }, params: { status: FinalStatus; attentionReason?: AttentionReason }) => {
+        const settleParams: SettleParams = {
+          status: params.status,
+          decidedBy: decidedByInquiry(inquiryOf(event)),
+        };
+        if (params.attentionReason) settleParams.attentionReason = params.attentionReason;
+        return { outcome: settle(context, context.now, settleParams) };
+      },
+    ),
+
+    startRefund: assign(({ context, event }) => {
+      const now = timeOf(context, event);
+      const refund: RefundProgress = {
+        refundRequestId: refundRequestIdFor(context.paymentRequestId),
+        refundAmount: refundAmountOf(context, event) as Amount,
+        startedAt: now,
+        attempts: 0,
+        nextAttemptAt: now,
+      };
+      return { now, refund };
+    }),
+    countRefundAttempt: assign(({ context }) => ({
+      refund: context.refund && { ...context.refund, attempts: context.refund.attempts + 1 },
+    })),
+    scheduleRefundRetry: assign(({ context, event }) => {
+      const outcome = refundOf(event);
+      const now = timeOf(context, event);
+      const refund = context.refund as RefundProgress;
+      const base = scheduleAt(context.policy.cancelRetryScheduleMs, refund.attempts - 1);
+      const wait = isTrafficLimited(outcome) ? base * context.policy.trafficLimitMultiplier : base;
+      return { now, refund: { ...refund, nextAttemptAt: now + wait, lastCode: callCode(outcome) } };
+    }),
+    settleByRefund: assign(
+      ({ context, event }, params: { status: FinalStatus; attentionReason?: AttentionReason }) => {
+        const outcome = refundOf(event);
+        const now = timeOf(context, event);
+        const refund: RefundProgress = { ...(context.refund as RefundProgress), lastCode: callCode(outcome) };
+        if (outcome.kind === 'answer' && outcome.result.resultStatus === 'S') {
+          if (outcome.refundId) refund.refundId = outcome.refundId;
+          if (outcome.refundTime) refund.refundTime = outcome.refundTime;
+        }
+        const decidedBy: DecidedBy = { source: 'refund', level: 'call', code: callCode(outcome) };
+        if (outcome.kind === 'answer') {
+          decidedBy.status = outcome.result.resultStatus;
+          if (outcome.result.resultMessage) decidedBy.message = outcome.result.resultMessage;
+        }
+        const settleParams: SettleParams = { status: params.status, decidedBy };
+        if (params.attentionReason) settleParams.attentionReason = params.attentionReason;
+        const next = { ...context, now, refund };
+        return { now, refund, outcome: settle(next, now, settleParams) };
+      },
+    ),
 
     settleByInquiry: assign(({ context, event }) => {
       const outcome = inquiryOf(event);
@@ -457,30 +731,14 @@ export const paymentLifecycleMachine = setup({
         const settleParams: SettleParams = { status: params.status, decidedBy };
         if (params.attentionReason) settleParams.attentionReason = params.attentionReason;
         const cancel = context.cancel as CancelProgress;
-        // CANCEL_WINDOW_EXCEED is not a refusal: it is not counted among the failures.
+        // Only the F answer that ends in `cancel-refused` is a refusal; ORDER_NOT_EXIST past expiry is not.
         const refused =
-          outcome.kind === 'answer' &&
-          outcome.result.resultStatus === 'F' &&
-          params.attentionReason !== 'refund-required';
+          outcome.kind === 'answer' && outcome.result.resultStatus === 'F' && params.status === 'attention';
         const failures = cancel.failures + (refused ? 1 : 0);
         const next = { ...context, now: at, cancel: { ...cancel, failures } };
         return { now: at, cancel: next.cancel, outcome: settle(next, at, settleParams) };
       },
     ),
-
-    settleCancelWindowClosed: assign(({ context }) => {
-      const now = Math.max(context.now, context.cancelWindowEndsAt);
-      const params: SettleParams = {
-        status: 'attention',
-        attentionReason: 'cancel-window-closed',
-        decidedBy: {
-          source: 'lifecycle',
-          level: 'lifecycle',
-          code: context.cancel?.lastCode ?? 'CANCEL_WINDOW_CLOSED',
-        },
-      };
-      return { now, outcome: settle({ ...context, now }, now, params) };
-    }),
   },
 }).createMachine({
   id: 'paymentLifecycle',
@@ -502,11 +760,47 @@ export const paymentLifecycleMachine = setup({
       lateNotifications: [],
     };
     if (resolved.amount) context.amount = resolved.amount;
+    if (resolved.payMode) context.pay = { mode: resolved.payMode, attempts: 0 };
     return context;
   },
-  initial: 'awaitingResult',
+  // A lifecycle started by pay begins before the pay is sent; one started by track, after.
+  initial: 'starting',
   output: ({ context }) => context.outcome as LifecycleOutcome,
   states: {
+    starting: {
+      always: [
+        { guard: 'isStartedByPay', target: 'paying' },
+        { target: 'awaitingResult' },
+      ],
+    },
+    paying: {
+      initial: 'checking',
+      on: whileResultOpen(),
+      states: {
+        checking: {
+          always: [
+            { guard: 'isPastExpiry', target: '#paymentLifecycle.awaitingResult', actions: 'skipPay' },
+            { target: 'sending' },
+          ],
+        },
+        sending: {
+          entry: 'countPayAttempt',
+          invoke: {
+            src: 'pay',
+            input: ({ context }) => ({
+              paymentRequestId: context.paymentRequestId,
+              attempt: context.pay?.attempts ?? 1,
+              notAfter: context.expiresAt,
+            }),
+            onDone: payTransitions(),
+            // The call actor itself failed (it should not): "no result received".
+            onError: { target: '#paymentLifecycle.awaitingResult', actions: 'recordPayAnswer' },
+          },
+          // The invoked pay is re-run by the restore itself (and refuses to go out past expiry).
+          on: { RESUME: { actions: 'observeTime' } },
+        },
+      },
+    },
     awaitingResult: {
       initial: 'pending',
       on: whileResultOpen(),
@@ -571,7 +865,7 @@ export const paymentLifecycleMachine = setup({
       initial: 'requesting',
       on: {
         // Once a cancel is on its way the only possible outcome is cancelled: record, change nothing.
-        NOTIFIED: { actions: 'recordLateNotification' },
+        NOTIFIED: { actions: { type: 'recordLateNotification', params: { state: 'cancelling' } } },
       },
       states: {
         requesting: {
@@ -596,10 +890,65 @@ export const paymentLifecycleMachine = setup({
               actions: 'observeTime',
             },
             untilCancelWindowEnds: {
-              target: '#paymentLifecycle.attention',
-              actions: 'settleCancelWindowClosed',
+              target: '#paymentLifecycle.windowClosed',
+              actions: 'startWindowCheckAtWindowEnd',
             },
           },
+          on: { RESUME: { target: 'retryWait', reenter: true, actions: 'observeTime' } },
+        },
+      },
+    },
+    /**
+     * The cancel window has closed with the payment unresolved: one more inquiry decides. Paid (and
+     * never reported succeeded) means money is owed back: a refund, or a person. A cancel may have
+     * been sent, so as in `cancelling`, a notification is recorded and changes nothing.
+     */
+    windowClosed: {
+      initial: 'checking',
+      on: { NOTIFIED: { actions: { type: 'recordLateNotification', params: { state: 'windowClosed' } } } },
+      states: {
+        checking: {
+          entry: 'sendWindowCheck',
+          invoke: {
+            src: 'inquiryPayment',
+            input: inquiryInput,
+            onDone: windowCheckTransitions(),
+            onError: windowCheckTransitions().slice(-2),
+          },
+          on: { RESUME: { actions: 'observeTime' } },
+        },
+        retryWait: {
+          after: { untilWindowCheck: { target: 'checking', actions: 'observeTime' } },
+          on: { RESUME: { target: 'retryWait', reenter: true, actions: 'observeTime' } },
+        },
+      },
+    },
+    /** A refund of what was paid, with a refundRequestId derived from the payment: never twice. */
+    refunding: {
+      initial: 'requesting',
+      on: { NOTIFIED: { actions: { type: 'recordLateNotification', params: { state: 'refunding' } } } },
+      states: {
+        requesting: {
+          entry: 'countRefundAttempt',
+          invoke: {
+            src: 'refund',
+            input: ({ context }) => {
+              const refund = context.refund as RefundProgress;
+              return {
+                paymentRequestId: context.paymentRequestId,
+                ref: inquiryRef(context),
+                refundRequestId: refund.refundRequestId,
+                refundAmount: refund.refundAmount,
+                attempt: refund.attempts,
+              };
+            },
+            onDone: refundTransitions(),
+            onError: { target: 'retryWait', actions: 'scheduleRefundRetry' },
+          },
+          on: { RESUME: { actions: 'observeTime' } },
+        },
+        retryWait: {
+          after: { untilRefundRetry: { target: 'requesting', actions: 'observeTime' } },
           on: { RESUME: { target: 'retryWait', reenter: true, actions: 'observeTime' } },
         },
       },
@@ -608,6 +957,7 @@ export const paymentLifecycleMachine = setup({
     failed: { type: 'final', output: ({ context }) => context.outcome },
     closed: { type: 'final', output: ({ context }) => context.outcome },
     cancelled: { type: 'final', output: ({ context }) => context.outcome },
+    refunded: { type: 'final', output: ({ context }) => context.outcome },
     attention: { type: 'final', output: ({ context }) => context.outcome },
   },
 });
@@ -678,6 +1028,83 @@ function inquiryTransitions(mode: 'polling' | 'last-look') {
   }) as never;
 }
 
+/** The guarded transitions of a pay answer, one per row of the pay table. */
+function payTransitions() {
+  return PAY_DECISION_TABLE.map((row) =>
+    row.target === 'awaitingResult'
+      ? { guard: row.guard, target: '#paymentLifecycle.awaitingResult', actions: 'recordPayAnswer' }
+      : {
+          guard: row.guard,
+          target: `#paymentLifecycle.${row.target}`,
+          actions: ['recordPayAnswer', 'settleByPay'],
+        },
+  ) as never;
+}
+
+/** The guarded transitions of the inquiry made past the cancel window (WINDOW_CLOSED_TABLE). */
+function windowCheckTransitions() {
+  const settleAs = (status: FinalStatus, attentionReason?: AttentionReason) => ({
+    type: 'settleAfterWindow',
+    params: attentionReason ? { status, attentionReason } : { status },
+  });
+  return [
+    {
+      guard: 'isPaidWithAutoRefund',
+      target: '#paymentLifecycle.refunding',
+      actions: ['recordAnswer', 'startRefund'],
+    },
+    {
+      guard: 'isPaid',
+      target: '#paymentLifecycle.attention',
+      actions: ['recordAnswer', settleAs('attention', 'refund-due')],
+    },
+    {
+      guard: 'isOrderClosed',
+      target: '#paymentLifecycle.closed',
+      actions: ['recordAnswer', settleAs('closed')],
+    },
+    {
+      guard: 'isPaymentFailed',
+      target: '#paymentLifecycle.failed',
+      actions: ['recordAnswer', settleAs('failed')],
+    },
+    {
+      guard: 'isIntegrationFault',
+      target: '#paymentLifecycle.attention',
+      actions: ['recordAnswer', settleAs('attention', 'integration-fault')],
+    },
+    {
+      guard: 'isCallFailed',
+      target: '#paymentLifecycle.failed',
+      actions: ['recordAnswer', settleAs('failed')],
+    },
+    // Not final (in process, not known, U, no result): ask again, a bounded number of times.
+    {
+      guard: 'isWindowCheckBudgetSpent',
+      target: '#paymentLifecycle.attention',
+      actions: ['recordAnswer', settleAs('attention', 'unresolved-after-window')],
+    },
+    { target: 'retryWait', actions: ['recordAnswer', 'scheduleWindowCheck'] },
+  ] as never[];
+}
+
+/** The guarded transitions of a refund answer (REFUND_TABLE). */
+function refundTransitions() {
+  return [
+    {
+      guard: 'isRefunded',
+      target: '#paymentLifecycle.refunded',
+      actions: { type: 'settleByRefund', params: { status: 'refunded' } },
+    },
+    {
+      guard: 'isRefundRefused',
+      target: '#paymentLifecycle.attention',
+      actions: { type: 'settleByRefund', params: { status: 'attention', attentionReason: 'refund-refused' } },
+    },
+    { target: 'retryWait', actions: 'scheduleRefundRetry' },
+  ] as const as never;
+}
+
 /** The guarded transitions of a cancel answer. */
 function cancelTransitions() {
   return [
@@ -688,11 +1115,13 @@ function cancelTransitions() {
     },
     {
       guard: 'isCancelWindowExceeded',
-      target: '#paymentLifecycle.attention',
-      actions: {
-        type: 'settleByCancel',
-        params: { status: 'attention', attentionReason: 'refund-required' },
-      },
+      target: '#paymentLifecycle.windowClosed',
+      actions: ['recordCancelAnswer', 'startWindowCheck'],
+    },
+    {
+      guard: 'isCancelOfUnknownExpiredOrder',
+      target: '#paymentLifecycle.closed',
+      actions: { type: 'settleByCancel', params: { status: 'closed' } },
     },
     {
       guard: 'isCancelRefusedTooOften',

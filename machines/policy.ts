@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Amount, Id } from '../src/protocol/common.js';
+import { PAY_MODES, type PayMode } from '../src/protocol/pay.js';
 import { parseOrThrow } from '../src/validate.js';
 
 const MINUTE = 60_000;
@@ -30,6 +31,14 @@ export const LifecyclePolicy = z
     maxCancelFailures: z.number().int().positive().default(3),
     /** Expiry when the payment gives none: the user-presented default of 1 minute. */
     defaultExpiryMs: positiveMs.default(MINUTE),
+    /**
+     * Past the cancel window, an inquiry that shows the payment paid means money is owed back. With
+     * `autoRefund` the lifecycle sends the refund itself (ending `refunded`); without it, it stops in
+     * `attention` with reason `refund-due`, for a person to refund with one command.
+     */
+    autoRefund: z.boolean().default(false),
+    /** Inquiries past the cancel window without a final answer before the lifecycle asks for a person. */
+    maxWindowChecks: z.number().int().positive().default(10),
   })
   .strict();
 
@@ -52,6 +61,14 @@ export const LifecycleInput = z
     /** The end of the cancel window; by default 00:15 UTC+8 on the day after `createdAt`. */
     cancelWindowEndsAt: z.number().int().nonnegative().optional(),
     policy: LifecyclePolicy.prefault({}),
+    /**
+     * Set when the lifecycle starts before `pay` is sent (engine.pay): it begins in `paying`. The
+     * request itself stays with the engine, which re-sends exactly it.
+     */
+    pay: z
+      .object({ mode: z.enum(PAY_MODES) })
+      .strict()
+      .optional(),
   })
   .strict()
   .refine((input) => input.expiresAt === undefined || input.expiresAt > input.createdAt, {
@@ -74,6 +91,7 @@ export interface ResolvedLifecycleInput {
   expiresAt: number;
   cancelWindowEndsAt: number;
   policy: ResolvedPolicy;
+  payMode?: PayMode;
 }
 
 /** 00:15 (UTC+8) of the day after `createdAt`: the last moment Alipay+ accepts a cancel. */
@@ -97,6 +115,7 @@ export function resolveLifecycleInput(input: LifecycleInput): ResolvedLifecycleI
     policy: parsed.policy,
   };
   if (parsed.paymentId !== undefined) resolved.paymentId = parsed.paymentId;
+  if (parsed.pay) resolved.payMode = parsed.pay.mode;
   if (parsed.amount) resolved.amount = { currency: parsed.amount.currency, value: parsed.amount.value };
   return resolved;
 }

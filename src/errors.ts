@@ -13,6 +13,11 @@ export type ErrorCode =
   | 'INVALID_OPTIONS'
   /** An argument (an ID, an amount, a time) failed validation. */
   | 'INVALID_INPUT'
+  /**
+   * A paymentRequestId already carries a pay with other content, or a payment that was tracked (so
+   * its pay is not known here): one paymentRequestId is one pay. Nothing was stored or sent.
+   */
+  | 'PAYMENT_REQUEST_REUSED'
   /** The store cannot write any more (the SQLite store's writer thread died): close and open it again. */
   | 'STORE_UNAVAILABLE';
 

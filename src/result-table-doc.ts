@@ -1,4 +1,11 @@
-import { CANCEL_TABLE, INQUIRY_DECISION_TABLE, NOTIFICATION_TABLE } from '../machines/decision-table.js';
+import {
+  CANCEL_TABLE,
+  INQUIRY_DECISION_TABLE,
+  NOTIFICATION_TABLE,
+  PAY_DECISION_TABLE,
+  REFUND_TABLE,
+  WINDOW_CLOSED_TABLE,
+} from '../machines/decision-table.js';
 
 const TEST_FILE = 'test/machine-decision-table.test.ts';
 
@@ -16,6 +23,20 @@ export function resultTableMarkdown(): string {
     `\`${TEST_FILE}\`. "again or cancel" means: go to \`awaitingResult.deciding\`, which cancels once the`,
     'last look at or after `expiresAt` was made or `maxInquiries` is spent, waits for the notification if',
     'the policy says so (`awaitNotificationAfter`), and otherwise schedules the next inquiry.',
+    '',
+    '## pay answers (a lifecycle started by `engine.pay`)',
+    '',
+    'The lifecycle is stored in `paying`, with the exact request, before the pay is signed. No pay goes out',
+    'at or after the payment\'s expiry: a pay re-run after a restore past expiry is not sent, and counts as',
+    '"no result". Order and entry code: the pay creates the code the user then scans or opens, so its S or U',
+    'says nothing about payment ("waiting for the user").',
+    '',
+    '| answer | modes | meaning | guard | target | test |',
+    '|---|---|---|---|---|---|',
+    ...PAY_DECISION_TABLE.map(
+      (row) =>
+        `| ${cell(row.answer)} | ${cell(row.modes)} | ${cell(row.meaning)} | \`${row.guard}\` | ${row.target} | ${cell(row.test)} |`,
+    ),
     '',
     '## inquiryPayment answers',
     '',
@@ -46,6 +67,26 @@ export function resultTableMarkdown(): string {
     '| answer | target | guard |',
     '|---|---|---|',
     ...CANCEL_TABLE.map((row) => `| ${cell(row.answer)} | ${cell(row.target)} | \`${row.guard}\` |`),
+    '',
+    '## Past the cancel window (`windowClosed`)',
+    '',
+    'Once Alipay+ answers CANCEL_WINDOW_EXCEED, or the cancel window ends with the cancel unconfirmed, only a',
+    'refund can return money. One more inquiry decides whether any is owed. A cancel may have gone out, so',
+    'a notification here is recorded as late and changes nothing; the merchant was never told "succeeded".',
+    '',
+    '| inquiry answer | target | guard |',
+    '|---|---|---|',
+    ...WINDOW_CLOSED_TABLE.map((row) => `| ${cell(row.answer)} | ${cell(row.target)} | \`${row.guard}\` |`),
+    '',
+    '## refund answers (`refunding`, with `autoRefund`)',
+    '',
+    'The `refundRequestId` is derived from the `paymentRequestId` (`refundRequestIdFor`): every retry, restart',
+    'and worker sends the same one, and Alipay+ refunds at most once. The amount is what the wallet reported',
+    'paid. The refund is sent only once `refunding` is durable.',
+    '',
+    '| answer | target | guard |',
+    '|---|---|---|',
+    ...REFUND_TABLE.map((row) => `| ${cell(row.answer)} | ${cell(row.target)} | \`${row.guard}\` |`),
     '',
   ];
   return lines.join('\n');

@@ -612,10 +612,19 @@ describe('audit and inspection labels', () => {
     );
   });
 
-  it('an expiry in the past is refused with the message that says what to do', async () => {
+  it('an expiry in the past without createdAt is refused with what to do; with createdAt it is tracked', async () => {
     const w = await world();
     await expect(
       w.engine.track({ paymentRequestId: 'EXP-1', paymentExpiryTime: '2020-01-01T00:00:00+08:00' }),
-    ).rejects.toThrow(/expired at .* before it was tracked/);
+    ).rejects.toThrow(/INVALID_INPUT: .*has passed.*give createdAt.*nothing was stored/);
+    expect(await w.store.load('EXP-1')).toBeUndefined();
+    const createdAt = Date.parse('2019-12-31T23:59:00+08:00');
+    const view = await w.engine.track({
+      paymentRequestId: 'EXP-1',
+      createdAt,
+      paymentExpiryTime: '2020-01-01T00:00:00+08:00',
+    });
+    expect(view.paymentRequestId).toBe('EXP-1');
+    expect(await w.store.load('EXP-1')).toBeDefined();
   });
 });

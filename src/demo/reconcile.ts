@@ -1,6 +1,8 @@
+import { classifyPay, type PayRowId } from '../../machines/decision-table.js';
 import type { LifecycleOutcome } from '../../machines/outcome.js';
 import type { AlipayPlusClient } from '../client/alipayplus-client.js';
 import type { PaymentRef } from '../protocol/common.js';
+import { payModeOf } from '../protocol/pay.js';
 import type { OrderTruth } from '../simulator/order-book.js';
 
 /** One payment whose outcome contradicts what really happened at the (simulated) wallet. */
@@ -20,20 +22,25 @@ export interface Reconciliation {
 }
 
 /**
- * Whether an outcome is consistent with the truth. A success needs the money taken and kept; a
- * cancel needs the cancel to have happened; closed and failed need the money never taken (a refund
- * would not make them right: the user would have paid for nothing until someone noticed). Attention
- * always passes: it claims nothing about the payment, it hands it to a person.
+ * Whether an outcome is consistent with the truth. A success needs the money taken and kept (not
+ * cancelled, nor all refunded: in the demo only a lifecycle refunds, and never one that said
+ * "succeeded"); a cancel needs the cancel to have happened; closed and failed need the money never
+ * taken (a refund would not make them right: the user would have paid for nothing until someone
+ * noticed); refunded needs the money taken and then all returned by refunds, not by a cancel.
+ * Attention always passes: it claims nothing about the payment, it hands it to a person.
  */
 export function agreesWithTruth(outcome: LifecycleOutcome, truth: OrderTruth): boolean {
   switch (outcome.status) {
     case 'succeeded':
-      return truth.charged && !truth.cancelled;
+      return truth.charged && !truth.cancelled && truth.status !== 'refunded';
     case 'cancelled':
       return truth.cancelled;
     case 'closed':
     case 'failed':
       return !truth.charged;
+    case 'refunded':
+      // The simulator's status `refunded`: paid, then refunds totalling the paid amount.
+      return truth.charged && !truth.cancelled && truth.status === 'refunded';
     case 'attention':
       return true;
   }
@@ -81,39 +88,66 @@ export function reconcile(
   return result;
 }
 
-type LifecycleCalls = Pick<AlipayPlusClient, 'inquiryPayment' | 'cancelPayment'>;
+/** The calls the engine makes: `pay` and `refund` when the client has them. */
+type LifecycleCalls = Pick<AlipayPlusClient, 'inquiryPayment' | 'cancelPayment'> &
+  Partial<Pick<AlipayPlusClient, 'pay' | 'refund'>>;
 
 /** A client as the engine sees it, and what the engine was told through it. */
 export interface WatchedClient {
   client: LifecycleCalls;
   /** Payments cancelled after the engine had received a paid answer for them. */
   cancelsAfterSeenSuccess(): string[];
+  /**
+   * The first answer to each payment's pay, classified by the pay table, whether or not the
+   * lifecycle used it (a notification may have settled the payment while the answer was on its way).
+   */
+  payAnswers(): ReadonlyMap<string, { row: PayRowId; code: string }>;
 }
 
 /**
  * Wraps the client the engine uses, to check the rule "never cancel a payment known to be paid"
  * from the engine's side of the wire. The simulator's call log cannot tell it: an answer the
  * simulator sent may never have reached the engine (a timeout), and cancelling after that is the
- * careful, correct move — the cancel refunds the user.
+ * careful, correct move — the cancel refunds the user. A paid answer is an inquiry's S/S, or a pay's
+ * S in a mode where S means paid (not an order or entry code, whose S only shows the code).
+ * `pay` and `refund` pass through unchanged; the pay answers are noted for the report.
  */
 export function watchClient(client: LifecycleCalls): WatchedClient {
   const paidSeen = new Set<string>();
   const offenders = new Set<string>();
+  const payAnswers = new Map<string, { row: PayRowId; code: string }>();
   const idOf = (ref: PaymentRef) => ('paymentRequestId' in ref ? ref.paymentRequestId : ref.paymentId);
-  return {
-    client: {
-      async inquiryPayment(ref, options) {
-        const outcome = await client.inquiryPayment(ref, options);
-        // Once the paymentId is known the machine asks by it; the answer names our request ID.
-        if (outcome.kind === 'answer' && outcome.paymentResult?.resultStatus === 'S')
-          paidSeen.add(outcome.paymentRequestId ?? idOf(ref));
-        return outcome;
-      },
-      cancelPayment(ref, options) {
-        if (paidSeen.has(idOf(ref))) offenders.add(idOf(ref));
-        return client.cancelPayment(ref, options);
-      },
+  const watched: LifecycleCalls = {
+    async inquiryPayment(ref, options) {
+      const outcome = await client.inquiryPayment(ref, options);
+      // Once the paymentId is known the machine asks by it; the answer names our request ID.
+      if (outcome.kind === 'answer' && outcome.paymentResult?.resultStatus === 'S')
+        paidSeen.add(outcome.paymentRequestId ?? idOf(ref));
+      return outcome;
     },
-    cancelsAfterSeenSuccess: () => [...offenders],
+    cancelPayment(ref, options) {
+      if (paidSeen.has(idOf(ref))) offenders.add(idOf(ref));
+      return client.cancelPayment(ref, options);
+    },
   };
+  const pay = client.pay?.bind(client);
+  const refund = client.refund?.bind(client);
+  if (pay) {
+    watched.pay = async (request, options) => {
+      const outcome = await pay(request, options);
+      const mode = payModeOf(request);
+      if (!mode) return outcome;
+      const row = classifyPay(outcome, mode);
+      if (row === 'paid') paidSeen.add(request.paymentRequestId);
+      // Aborted: the lifecycle no longer wanted it (a notification settled the payment first).
+      const aborted = outcome.kind === 'no-result' && outcome.reason === 'aborted';
+      if (!aborted && !payAnswers.has(request.paymentRequestId)) {
+        const code = outcome.kind === 'answer' ? outcome.result.resultCode : `NO_RESULT:${outcome.reason}`;
+        payAnswers.set(request.paymentRequestId, { row, code });
+      }
+      return outcome;
+    };
+  }
+  if (refund) watched.refund = (request, options) => refund(request, options);
+  return { client: watched, cancelsAfterSeenSuccess: () => [...offenders], payAnswers: () => payAnswers };
 }

@@ -6,7 +6,9 @@ import {
   type CallResult,
   type LifecycleContext,
   type LifecycleEvent,
+  type PayCallInput,
   paymentLifecycleMachine,
+  type RefundCallInput,
 } from '../../machines/payment-lifecycle.js';
 import {
   type LifecycleInput,
@@ -14,9 +16,16 @@ import {
   resolveLifecycleInput,
 } from '../../machines/policy.js';
 import type { AlipayPlusClient } from '../client/alipayplus-client.js';
-import type { CancelOutcome, InquiryOutcome, NoResult } from '../client/answers.js';
+import type {
+  CancelOutcome,
+  InquiryOutcome,
+  NoResult,
+  PayOutcome,
+  RefundOutcome,
+} from '../client/answers.js';
 import { AlipayPlusLifecycleError } from '../errors.js';
 import type { NotifyPaymentRequest } from '../protocol/notify-payment.js';
+import type { PayMode, PayRequest, PayRequestInput } from '../protocol/pay.js';
 import { sqliteStore } from '../stores/sqlite-store.js';
 import {
   type AuditEntry,
@@ -24,6 +33,7 @@ import {
   type LifecycleRecord,
   type LifecycleStore,
   type LifecycleWrite,
+  type StoredLifecycleInput,
   type StoredNotification,
 } from '../stores/store.js';
 import { parseOrThrow } from '../validate.js';
@@ -35,14 +45,19 @@ import {
   type NotificationHandler,
   type NotificationHandlerOptions,
 } from './notification-handler.js';
+import { completePay, MaxPayExpiry, samePayContent, withExpiry } from './pay-input.js';
 import { TrackInput } from './track-input.js';
 
 type LifecycleActor = Actor<typeof paymentLifecycleMachine>;
 type LifecycleSnapshot = ReturnType<LifecycleActor['getSnapshot']>;
 
 export interface PaymentEngineOptions {
-  /** The Alipay+ client (or anything with its two methods). The engine does not close it. */
-  client: Pick<AlipayPlusClient, 'inquiryPayment' | 'cancelPayment'>;
+  /**
+   * The Alipay+ client (or anything with its methods). `pay` is needed by `engine.pay()`, `refund`
+   * by a policy with `autoRefund`. The engine does not close it.
+   */
+  client: Pick<AlipayPlusClient, 'inquiryPayment' | 'cancelPayment'> &
+    Partial<Pick<AlipayPlusClient, 'pay' | 'refund'>>;
   /** Where lifecycles live. Default: SQLite at `./.alipayplus/lifecycles.db`. */
   store?: LifecycleStore;
   /** The lifecycle policy for every payment (each `track` may override parts of it). */
@@ -55,6 +70,19 @@ export interface PaymentEngineOptions {
   inspect?: (event: InspectionEvent) => void;
   /** Alipay+ calls in flight at most; the others wait, unsigned. Default 256. */
   maxConcurrentCalls?: number;
+  /** `paymentNotifyUrl` of every `engine.pay()` whose request names none: the notification endpoint. */
+  paymentNotifyUrl?: string;
+  /**
+   * The longest expiry `engine.pay()` sends, per mode (ms). Defaults: user-presented 1 min, cashier
+   * 10 min, order and entry code 5 min.
+   */
+  maxPayExpiryMs?: Partial<Record<PayMode, number>>;
+}
+
+/** Options of one `engine.pay()`. */
+export interface PayOptions {
+  /** Overrides of the engine's policy for this payment (validated with it as a whole). */
+  policy?: LifecyclePolicyInput;
 }
 
 /** What `engine.get()` shows of one payment. */
@@ -94,7 +122,8 @@ export interface EngineEvents {
 interface Entry {
   id: string;
   actor: LifecycleActor;
-  input: LifecycleInput;
+  /** As stored; the pay request is let go once the lifecycle has left `paying`. */
+  input: StoredLifecycleInput;
   createdAt: number;
   state: string;
   /** Version of the last write handed to the store (or read from it). */
@@ -117,6 +146,14 @@ interface Entry {
 export interface PaymentEngine {
   start(): Promise<void>;
   track(input: TrackInput): Promise<PaymentView>;
+  /**
+   * Starts a lifecycle before `pay` is sent: stores it (state `paying`, with the exact request)
+   * durably, then signs and sends the pay, and resolves once the pay's answer is decided (the view
+   * then shows `succeeded`, `failed`, `attention`, or the inquiry lifecycle; for an order or entry
+   * code, `context.details` carries the code). The same request again resolves with the same
+   * lifecycle; other content under the same paymentRequestId is refused (`PAYMENT_REQUEST_REUSED`).
+   */
+  pay(request: PayRequestInput, options?: PayOptions): Promise<PaymentView>;
   outcome(paymentRequestId: string): Promise<LifecycleOutcome>;
   close(paymentRequestId: string): Promise<PaymentView>;
   get(paymentRequestId: string): PaymentView | undefined;
@@ -158,6 +195,19 @@ export function stateString(value: unknown): string {
   return '?.';
 }
 
+/** No pay is signed this close to its expiry: it could not reach Alipay+ before the expiry it carries. */
+const PAY_CUTOFF_MS = 1_000;
+
+/** States in which a notification can no longer change the outcome (a cancel may be on its way). */
+const LATE_STATES = /^(cancelling|windowClosed|refunding)/;
+
+/** The machine's input: the stored input without the pay request, which stays with the engine. */
+function machineInput(input: StoredLifecycleInput): LifecycleInput {
+  if (input.payRequest === undefined) return input;
+  const { payRequest: _request, ...rest } = input;
+  return rest;
+}
+
 function eventName(type: string): string {
   if (type.startsWith('xstate.done.actor.')) return 'call.done';
   if (type.startsWith('xstate.error.actor.')) return 'call.error';
@@ -195,6 +245,9 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   const entries = new Map<string, Entry>();
   const finished = new Map<string, PaymentView>();
   const tracking = new Map<string, Promise<PaymentView>>();
+  /** engine.pay() calls waiting for their pay's answer to be decided. */
+  const payWaiters = new Map<string, (() => void)[]>();
+  const maxPayExpiryMs = MaxPayExpiry.parse(options.maxPayExpiryMs ?? {});
   const waiters = new Map<string, ((outcome: LifecycleOutcome) => void)[]>();
   // Identical policies are shared between contexts: thousands of payments, one policy object.
   const policies = new Map<string, ReturnType<typeof resolveLifecycleInput>['policy']>();
@@ -327,6 +380,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     entry.stopped = true;
     entries.delete(entry.id);
     entry.actor.stop();
+    leftPaying(entry);
   }
 
   // ---- the machine, with the engine's calls -----------------------------------------------------
@@ -340,22 +394,62 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     detail: 'aborted while waiting to be sent',
   });
 
+  /**
+   * Whether this worker may start a side effect (a pay, a cancel, a refund) for the lifecycle: only
+   * once everything it did so far is durable, and only while its lease surely holds (a paused or
+   * partitioned worker's lifecycles may belong to another by now: it stops here, the owner decides).
+   */
+  async function mayAct(id: string): Promise<boolean> {
+    const entry = entries.get(id);
+    if (entry) await durable(entry);
+    if (shared && performance.now() > shared.leaseValidUntil()) {
+      if (entry) stopEntry(entry);
+      return false;
+    }
+    return true;
+  }
+
+  const notSent = (detail: string): NoResult => ({ kind: 'no-result', reason: 'not-sent', detail });
+
   const machine = paymentLifecycleMachine.provide({
     actors: {
+      pay: fromPromise<CallResult<PayOutcome>, PayCallInput>(async ({ input, signal }) => {
+        // Sent only once `paying` (with the exact request) is durable: a crash cannot lose a sent pay.
+        if (!(await mayAct(input.paymentRequestId))) return { outcome: abortedCall(), at: clock.now() };
+        const request = entries.get(input.paymentRequestId)?.input.payRequest as PayRequest | undefined;
+        const send = () => {
+          // Checked once a call slot is ours, right before signing: no pay in the last second before
+          // expiry (it could not arrive in time) nor after it.
+          if (clock.now() >= input.notAfter - PAY_CUTOFF_MS)
+            return Promise.resolve(notSent('the payment expires within a second, or has expired'));
+          if (!request || !client.pay) return Promise.resolve(notSent('no pay request or no client.pay'));
+          return client.pay(request, { signal });
+        };
+        return { outcome: await limiter.run(signal, send, abortedCall), at: clock.now() };
+      }),
+      refund: fromPromise<CallResult<RefundOutcome>, RefundCallInput>(async ({ input, signal }) => {
+        // Sent only once `refunding` is durable, with the same refundRequestId every time.
+        if (!(await mayAct(input.paymentRequestId))) return { outcome: abortedCall(), at: clock.now() };
+        const refund = client.refund;
+        if (!refund) return { outcome: notSent('the client has no refund()'), at: clock.now() };
+        const request = {
+          refundRequestId: input.refundRequestId,
+          ...input.ref,
+          refundAmount: input.refundAmount,
+          refundReason: 'payment result unconfirmed when the cancel window closed',
+        };
+        return {
+          outcome: await limiter.run(signal, () => refund(request, { signal }), abortedCall),
+          at: clock.now(),
+        };
+      }),
       inquiryPayment: fromPromise<CallResult<InquiryOutcome>, CallInput>(async ({ input, signal }) => ({
         outcome: await limiter.run(signal, () => client.inquiryPayment(input.ref, { signal }), abortedCall),
         at: clock.now(),
       })),
       cancelPayment: fromPromise<CallResult<CancelOutcome>, CallInput>(async ({ input, signal }) => {
-        const entry = entries.get(input.paymentRequestId);
         // A cancel goes out only once "cancelling" is durable: a crash now cannot forget that it was sent.
-        if (entry) await durable(entry);
-        // Nor from a worker whose lease may have run out (paused, partitioned): the lifecycle may
-        // belong to another worker by now. It stops here; the owner decides.
-        if (shared && performance.now() > shared.leaseValidUntil()) {
-          if (entry) stopEntry(entry);
-          return { outcome: abortedCall(), at: clock.now() };
-        }
+        if (!(await mayAct(input.paymentRequestId))) return { outcome: abortedCall(), at: clock.now() };
         return {
           outcome: await limiter.run(signal, () => client.cancelPayment(input.ref, { signal }), abortedCall),
           at: clock.now(),
@@ -374,11 +468,15 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     const from = entry.state;
     if (from.endsWith('.pending')) return { type: 'xstate.after.untilNextInquiry' };
     if (from.endsWith('.waiting')) return { type: 'xstate.after.untilExpiry' };
-    if (from.endsWith('.retryWait')) {
+    if (from === 'cancelling.retryWait') {
       return {
-        type: to === 'attention' ? 'xstate.after.untilCancelWindowEnds' : 'xstate.after.untilCancelRetry',
+        type: to.startsWith('windowClosed')
+          ? 'xstate.after.untilCancelWindowEnds'
+          : 'xstate.after.untilCancelRetry',
       };
     }
+    if (from === 'windowClosed.retryWait') return { type: 'xstate.after.untilWindowCheck' };
+    if (from === 'refunding.retryWait') return { type: 'xstate.after.untilRefundRetry' };
     return { type: 'xstate.done.actor.call' };
   }
 
@@ -409,7 +507,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       if (emitter.listenerCount('transition') > 0)
         emitter.emit('transition', { ...audit, paymentRequestId: entry.id } satisfies TransitionEvent);
     }
-    if (event.type === 'NOTIFIED' && from.startsWith('cancelling') && to.startsWith('cancelling')) {
+    if (from.startsWith('paying') && !to.startsWith('paying')) leftPaying(entry);
+    if (event.type === 'NOTIFIED' && LATE_STATES.test(from) && LATE_STATES.test(to)) {
       emitter.emit('late-notification', {
         paymentRequestId: entry.id,
         notification: (event as unknown as { notification: NotifyPaymentRequest }).notification,
@@ -420,7 +519,16 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     schedulePersist(entry);
   }
 
-  function spawn(id: string, input: LifecycleInput, createdAt: number, snapshot?: unknown): Entry {
+  /** The pay is decided: its waiters resume, and the request (re-sent only from `paying`) is let go. */
+  function leftPaying(entry: Entry): void {
+    if (entry.input.payRequest !== undefined) entry.input = machineInput(entry.input);
+    const list = payWaiters.get(entry.id);
+    if (!list) return;
+    payWaiters.delete(entry.id);
+    for (const resolve of list) resolve();
+  }
+
+  function spawn(id: string, input: StoredLifecycleInput, createdAt: number, snapshot?: unknown): Entry {
     const entry = {
       id,
       input,
@@ -442,7 +550,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     const actor = createActor(machine, {
       // The inspector (and any log of actor IDs) shows the payment, not a session number.
       id,
-      input,
+      input: machineInput(input),
       clock: actorClock as never,
       snapshot: snapshot as Snapshot<unknown> | undefined,
       inspect: inspect
@@ -634,17 +742,30 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     if (parsed.paymentId) input.paymentId = parsed.paymentId;
     if (parsed.amount) input.amount = { currency: parsed.amount.currency, value: parsed.amount.value };
     if (expiresAt !== undefined) input.expiresAt = expiresAt;
-    if (expiresAt !== undefined && expiresAt <= now) throw expiredBeforeTracked(id, expiresAt);
-    const resolved = resolveLifecycleInput(input); // throws INVALID_INPUT naming the field
-    if (resolved.expiresAt <= now) throw expiredBeforeTracked(id, resolved.expiresAt);
+    if (expiresAt !== undefined && expiresAt <= createdAt && parsed.createdAt === undefined) {
+      throw new AlipayPlusLifecycleError(
+        'INVALID_INPUT',
+        `payment ${id}: paymentExpiryTime ${new Date(expiresAt).toISOString()} has passed, and without createdAt the payment would be created now, after it: give createdAt (epoch ms of the pay) to track it; nothing was stored`,
+      );
+    }
+    // An expiry that has passed is no reason to refuse: the payment may have been charged. The
+    // lifecycle takes its last look at once, then cancels, or past the window takes the refund path.
+    return insertNew(input, 'TRACK');
+  }
+
+  /** Validates the input, shares its policy object, stores the new lifecycle and starts it. */
+  async function insertNew(input: StoredLifecycleInput, event: 'TRACK' | 'PAY'): Promise<PaymentView> {
+    const id = input.paymentRequestId;
+    const now = clock.now();
+    const resolved = resolveLifecycleInput(machineInput(input)); // throws INVALID_INPUT naming the field
     const policyKey = JSON.stringify(resolved.policy);
     if (!policies.has(policyKey)) policies.set(policyKey, resolved.policy);
     input.policy = policies.get(policyKey) as LifecyclePolicyInput;
 
-    const entry = spawn(id, input, createdAt);
+    const entry = spawn(id, input, input.createdAt);
     const record = recordOf(entry, 1);
     const inserted = await store.insert(record, [
-      { paymentRequestId: id, at: now, from: '', to: record.state, event: 'TRACK' },
+      { paymentRequestId: id, at: now, from: '', to: record.state, event },
     ]);
     if (!inserted) {
       // Another engine (or an earlier call) stored it first: take what is stored.
@@ -743,11 +864,62 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     });
   }
 
-  function expiredBeforeTracked(id: string, expiresAt: number): AlipayPlusLifecycleError {
+  /** Resolves once the lifecycle has left `paying` (or is no longer held here). */
+  function payDecided(id: string): Promise<void> {
+    const entry = entries.get(id);
+    if (!entry || entry.stopped || !entry.state.startsWith('paying')) return Promise.resolve();
+    return new Promise((resolve) => {
+      const list = payWaiters.get(id) ?? [];
+      list.push(resolve);
+      payWaiters.set(id, list);
+    });
+  }
+
+  function reused(id: string, why: string): AlipayPlusLifecycleError {
     return new AlipayPlusLifecycleError(
-      'INVALID_INPUT',
-      `payment ${id} expired at ${new Date(expiresAt).toISOString()}, before it was tracked: inquire it once (alipayplus-lifecycle inquire) or cancel it; nothing was stored`,
+      'PAYMENT_REQUEST_REUSED',
+      `payment ${id} ${why}: one paymentRequestId is one pay. Use a new paymentRequestId for a new payment; nothing was stored or sent`,
     );
+  }
+
+  async function payNew(request: PayRequestInput, payOptions: PayOptions | undefined): Promise<PaymentView> {
+    if (!client.pay)
+      throw new AlipayPlusLifecycleError(
+        'INVALID_OPTIONS',
+        "the engine's client has no pay(): pass the Alipay+ client",
+      );
+    const completed = completePay(request, options.paymentNotifyUrl);
+    const id = completed.request.paymentRequestId;
+    const stored = await store.load(id);
+    if (stored) {
+      // A pay asked for again (a retry, a restart): the same content joins the lifecycle, whatever
+      // the time; other content is refused.
+      const earlier = stored.input.payRequest as PayRequest | undefined;
+      if (!earlier) throw reused(id, 'was tracked, not started by engine.pay()');
+      if (!samePayContent(earlier, completed.request)) throw reused(id, 'was already sent with other content');
+      if (stored.final) return viewOfRecord(stored);
+      const held = entries.get(id) ?? (!shared ? resume(stored) : undefined);
+      if (!held) return viewOfRecord(stored);
+      await payDecided(id);
+      return view(held);
+    }
+    const now = clock.now();
+    const prepared = withExpiry(completed, now, maxPayExpiryMs);
+    const { paymentAmount } = prepared.wire;
+    const input: StoredLifecycleInput = {
+      paymentRequestId: id,
+      amount: { currency: paymentAmount.currency, value: paymentAmount.value },
+      createdAt: now,
+      startedAt: now,
+      expiresAt: prepared.expiresAt,
+      policy: { ...(options.policy ?? {}), ...(payOptions?.policy ?? {}) } as LifecyclePolicyInput,
+      pay: { mode: prepared.mode },
+      payRequest: prepared.wire,
+    };
+    const started = await insertNew(input, 'PAY');
+    await payDecided(id);
+    const entry = entries.get(id);
+    return entry ? view(entry) : started;
   }
 
   const engine: PaymentEngine = {
@@ -783,6 +955,21 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       const pending = tracking.get(id);
       if (pending) return pending;
       const promise = trackNew(parsed).finally(() => tracking.delete(id));
+      tracking.set(id, promise);
+      return promise;
+    },
+
+    async pay(request, payOptions) {
+      ensureRunning();
+      const id = (request as { paymentRequestId?: unknown })?.paymentRequestId;
+      if (typeof id !== 'string') return payNew(request, payOptions); // refused there, naming the field
+      // Concurrent calls for one payment share one start (track and pay alike).
+      const pending = tracking.get(id);
+      if (pending) {
+        await pending.catch(() => undefined);
+        return engine.pay(request, payOptions);
+      }
+      const promise = payNew(request, payOptions).finally(() => tracking.delete(id));
       tracking.set(id, promise);
       return promise;
     },

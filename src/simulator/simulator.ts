@@ -94,6 +94,8 @@ export interface CallRecord {
   paymentId?: string;
   /** For a refund call. */
   refundRequestId?: string;
+  /** The request's `Request-Time` header: when the ACQP signed it. */
+  requestTime?: string;
   signatureValid: boolean;
   fault?: FaultKind;
   httpStatus?: number;
@@ -637,6 +639,8 @@ export function createSimulator(options: SimulatorOptions): Simulator {
   ): Promise<void> {
     const raw = await readBody(req);
     const record: CallRecord = { seq: ++seq, at: now(), api, signatureValid: false };
+    const requestTime = req.headers['request-time'];
+    if (typeof requestTime === 'string') record.requestTime = requestTime;
     callLog.push(record);
 
     const clientId = String(req.headers['client-id'] ?? '');

@@ -4,6 +4,7 @@ export { DEFAULT_SQLITE_PATH, type SqliteStoreOptions, sqliteStore } from './sql
 export type {
   AuditEntry,
   LifecycleRecord,
+  StoredLifecycleInput,
   LifecycleStore,
   LifecycleWrite,
   StoredNotification,

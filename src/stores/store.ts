@@ -2,12 +2,19 @@ import type { LifecycleOutcome } from '../../machines/outcome.js';
 import type { LifecycleInput } from '../../machines/policy.js';
 import type { NotifyPaymentRequest } from '../protocol/notify-payment.js';
 
+/** A lifecycle's input as stored: the machine's input, and the exact pay request when engine.pay started it. */
+export type StoredLifecycleInput = LifecycleInput & {
+  /** The exact `pay` body, stored before it was first signed; a re-send sends exactly it. */
+  payRequest?: Record<string, unknown>;
+};
+
 /** One lifecycle as stored: the persisted XState snapshot and what the engine needs around it. */
 export interface LifecycleRecord {
   paymentRequestId: string;
   /** Optimistic version: every save must name the version it read. */
   version: number;
-  input: LifecycleInput;
+  /** Written once, at insert. */
+  input: StoredLifecycleInput;
   /** The state value as a dotted path, e.g. `awaitingResult.pending`. */
   state: string;
   final: boolean;

@@ -1,9 +1,11 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { agreesWithTruth } from '../../src/demo/reconcile.js';
 import {
   type AlipayPlusClient,
   createAlipayPlusClient,
   createPaymentEngine,
+  type EngineClock,
   type LifecycleOutcome,
   type LifecycleStore,
   memoryStore,
@@ -44,10 +46,12 @@ export async function createWorld(
     simulator?: Partial<SimulatorOptions>;
     engine?: Partial<PaymentEngineOptions>;
     store?: LifecycleStore;
-    timeouts?: { inquiryMs: number; cancelMs: number };
+    timeouts?: { inquiryMs?: number; cancelMs?: number; payMs?: number; refundMs?: number };
+    /** The clock the simulator and the engine share; default `scaledClock(factor)`. */
+    clock?: EngineClock;
   } = {},
 ): Promise<World> {
-  const clock = scaledClock(options.factor ?? 60);
+  const clock = options.clock ?? scaledClock(options.factor ?? 60);
   const sim = createSimulator({
     clientId: CLIENT_ID,
     acqpPublicKey: acqpKeys.publicPem,
@@ -63,30 +67,33 @@ export async function createWorld(
     clientId: CLIENT_ID,
     privateKey: acqpKeys.privatePem,
     alipayPublicKey: sim.publicKeyPem,
-    timeouts: options.timeouts ?? { inquiryMs: 1_000, cancelMs: 1_000 },
+    timeouts: options.timeouts ?? { inquiryMs: 1_000, cancelMs: 1_000, payMs: 1_000, refundMs: 1_000 },
     now: clock.now,
   });
   const store = options.store ?? memoryStore();
   const settled: LifecycleOutcome[] = [];
+  // The endpoint listens first, so that engine.pay() can name it as every pay's paymentNotifyUrl.
+  let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  const server: Server = createServer((req, res) => handler?.(req, res));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const notifyUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/alipayplus/notify`;
   const engine = createPaymentEngine({
     client,
     store,
     clock,
+    paymentNotifyUrl: notifyUrl,
     onSettled: (outcome) => {
       settled.push(outcome);
     },
     ...options.engine,
   });
   await engine.start();
-  const handler = engine.notificationHandler({
+  handler = engine.notificationHandler({
     path: '/alipayplus/notify',
     alipayPublicKey: sim.publicKeyPem,
     privateKey: acqpKeys.privatePem,
     clientId: CLIENT_ID,
   });
-  const server: Server = createServer(handler);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const notifyUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/alipayplus/notify`;
   return {
     sim,
     client,
@@ -125,7 +132,7 @@ export async function payAndTrack(
   return order;
 }
 
-/** The reconciliation rules of the engine issue; returns the list of disagreements (empty is good). */
+/** The reconciliation rules (the demo's `agreesWithTruth`); returns the disagreements (empty is good). */
 export function reconcile(
   outcomes: LifecycleOutcome[],
   truths: OrderTruth[],
@@ -139,17 +146,9 @@ export function reconcile(
       problems.push(`${outcome.paymentRequestId}: no ground truth`);
       continue;
     }
-    const ok =
-      outcome.status === 'succeeded'
-        ? truth.charged && !truth.cancelled
-        : outcome.status === 'cancelled'
-          ? truth.cancelled
-          : outcome.status === 'closed' || outcome.status === 'failed'
-            ? !truth.charged
-            : true; // attention: a person looks; reported separately
-    if (!ok)
+    if (!agreesWithTruth(outcome, truth))
       problems.push(
-        `${outcome.paymentRequestId}: engine ${outcome.status}, truth ${truth.status} (charged ${truth.charged}, cancelled ${truth.cancelled})`,
+        `${outcome.paymentRequestId}: engine ${outcome.status}, truth ${truth.status} (charged ${truth.charged}, cancelled ${truth.cancelled}, refunded ${truth.refunded})`,
       );
   }
   for (const id of cancelAfterSuccess) problems.push(`${id}: cancelPayment sent after a success was seen`);

@@ -7,14 +7,30 @@ import {
   paymentLifecycleMachine,
 } from '../../machines/index.js';
 import { stateString } from '../../src/engine/payment-engine.js';
-import type { CancelOutcome, InquiryAnswer, InquiryOutcome, NotifyPaymentRequest } from '../../src/index.js';
+import type {
+  CancelOutcome,
+  InquiryAnswer,
+  InquiryOutcome,
+  NotifyPaymentRequest,
+  PayOutcome,
+  RefundOutcome,
+} from '../../src/index.js';
+
+type AnyOutcome = InquiryOutcome | CancelOutcome | PayOutcome | RefundOutcome;
 
 export const T0 = Date.UTC(2026, 0, 15, 3, 0, 0); // 11:00 UTC+8
 
 /** A call the machine made, answered by the test when it chooses. */
 export interface PendingCall<T> {
-  kind: 'inquiry' | 'cancel';
-  input: CallInput;
+  kind: 'inquiry' | 'cancel' | 'pay' | 'refund';
+  /** CallInput for inquiries and cancels; PayCallInput / RefundCallInput for pays and refunds. */
+  input: Partial<CallInput> & {
+    paymentRequestId: string;
+    attempt: number;
+    notAfter?: number;
+    refundRequestId?: string;
+    refundAmount?: { currency: string; value: string };
+  };
   sentAt: number;
   aborted: boolean;
   settledAt?: number;
@@ -28,11 +44,13 @@ export interface PendingCall<T> {
  */
 export class LifecycleHarness {
   readonly clock = new SimulatedClock();
-  readonly calls: PendingCall<InquiryOutcome | CancelOutcome>[] = [];
+  readonly calls: PendingCall<AnyOutcome>[] = [];
   actor: Actor<typeof paymentLifecycleMachine>;
   /** When set, a new inquiry is answered at once with what this returns (undefined: leave pending). */
   autoInquiry: ((call: PendingCall<InquiryOutcome>) => InquiryOutcome | undefined) | undefined;
   autoCancel: ((call: PendingCall<CancelOutcome>) => CancelOutcome | undefined) | undefined;
+  autoPay: ((call: PendingCall<PayOutcome>) => PayOutcome | undefined) | undefined;
+  autoRefund: ((call: PendingCall<RefundOutcome>) => RefundOutcome | undefined) | undefined;
 
   constructor(
     readonly input: LifecycleInput,
@@ -45,8 +63,8 @@ export class LifecycleHarness {
   }
 
   private create(snapshot?: Snapshot<unknown>) {
-    const call = <T>(kind: 'inquiry' | 'cancel') =>
-      fromPromise<CallResult<T>, CallInput>(
+    const call = <T>(kind: PendingCall<T>['kind']) =>
+      fromPromise<CallResult<T>, PendingCall<T>['input']>(
         ({ input, signal }) =>
           new Promise<CallResult<T>>((resolve) => {
             const pending: PendingCall<T> = {
@@ -62,18 +80,24 @@ export class LifecycleHarness {
             signal.addEventListener('abort', () => {
               pending.aborted = true;
             });
-            this.calls.push(pending as PendingCall<InquiryOutcome | CancelOutcome>);
+            this.calls.push(pending as PendingCall<AnyOutcome>);
             const auto =
               kind === 'inquiry'
                 ? this.autoInquiry?.(pending as unknown as PendingCall<InquiryOutcome>)
-                : this.autoCancel?.(pending as unknown as PendingCall<CancelOutcome>);
+                : kind === 'cancel'
+                  ? this.autoCancel?.(pending as unknown as PendingCall<CancelOutcome>)
+                  : kind === 'pay'
+                    ? this.autoPay?.(pending as unknown as PendingCall<PayOutcome>)
+                    : this.autoRefund?.(pending as unknown as PendingCall<RefundOutcome>);
             if (auto) pending.resolve(auto as T);
           }),
       );
     const machine = paymentLifecycleMachine.provide({
       actors: {
-        inquiryPayment: call<InquiryOutcome>('inquiry'),
-        cancelPayment: call<CancelOutcome>('cancel'),
+        pay: call<PayOutcome>('pay') as never,
+        inquiryPayment: call<InquiryOutcome>('inquiry') as never,
+        cancelPayment: call<CancelOutcome>('cancel') as never,
+        refund: call<RefundOutcome>('refund') as never,
       },
     });
     return snapshot
@@ -133,11 +157,11 @@ export class LifecycleHarness {
   }
 
   /** The call waiting for an answer, if any (the latest one not yet settled and not aborted). */
-  pending(): PendingCall<InquiryOutcome | CancelOutcome> | undefined {
+  pending(): PendingCall<AnyOutcome> | undefined {
     return this.calls.findLast((c) => c.settledAt === undefined && !c.aborted);
   }
 
-  async answer(outcome: InquiryOutcome | CancelOutcome): Promise<void> {
+  async answer(outcome: AnyOutcome): Promise<void> {
     const call = this.pending();
     if (!call) throw new Error(`no call is pending in state ${this.state()}`);
     call.resolve(outcome);
@@ -173,12 +197,20 @@ export class LifecycleHarness {
     return this.actor.getSnapshot().context;
   }
 
-  inquiries(): PendingCall<InquiryOutcome | CancelOutcome>[] {
+  inquiries(): PendingCall<AnyOutcome>[] {
     return this.calls.filter((c) => c.kind === 'inquiry');
   }
 
-  cancels(): PendingCall<InquiryOutcome | CancelOutcome>[] {
+  cancels(): PendingCall<AnyOutcome>[] {
     return this.calls.filter((c) => c.kind === 'cancel');
+  }
+
+  pays(): PendingCall<AnyOutcome>[] {
+    return this.calls.filter((c) => c.kind === 'pay');
+  }
+
+  refunds(): PendingCall<AnyOutcome>[] {
+    return this.calls.filter((c) => c.kind === 'refund');
   }
 
   /** Persists the actor as JSON text, as a store would. */
@@ -261,6 +293,44 @@ export const answers = {
     result: { resultCode: code, resultStatus: 'F' },
   }),
   cancelNoResult: (): CancelOutcome => ({ kind: 'no-result', reason: 'timeout', detail: 'scripted' }),
+  payS: (extra: Record<string, unknown> = {}): PayOutcome => ({
+    ...meta,
+    result: ok,
+    paymentId: 'PAY-1',
+    paymentAmount: { currency: 'JPY', value: '100' },
+    paymentTime: '2026-01-15T11:00:01+08:00',
+    ...extra,
+  }),
+  payU: (code = 'PAYMENT_IN_PROCESS'): PayOutcome => ({
+    ...meta,
+    result: { resultCode: code, resultStatus: 'U' },
+    paymentId: 'PAY-1',
+  }),
+  payF: (code = 'USER_BALANCE_NOT_ENOUGH'): PayOutcome => ({
+    ...meta,
+    result: { resultCode: code, resultStatus: 'F' },
+  }),
+  payNoResult: (reason: 'timeout' | 'network' | 'not-sent' = 'timeout'): PayOutcome => ({
+    kind: 'no-result',
+    reason,
+    detail: 'scripted',
+  }),
+  refundS: (): RefundOutcome => ({
+    ...meta,
+    result: ok,
+    refundId: 'RF-ID-1',
+    refundTime: '2026-01-16T11:00:00+08:00',
+    refundAmount: { currency: 'JPY', value: '100' },
+  }),
+  refundU: (code = 'UNKNOWN_EXCEPTION'): RefundOutcome => ({
+    ...meta,
+    result: { resultCode: code, resultStatus: 'U' },
+  }),
+  refundF: (code = 'REFUND_AMOUNT_EXCEED'): RefundOutcome => ({
+    ...meta,
+    result: { resultCode: code, resultStatus: 'F' },
+  }),
+  refundNoResult: (): RefundOutcome => ({ kind: 'no-result', reason: 'timeout', detail: 'scripted' }),
 };
 
 export const notifications = {
