@@ -1,12 +1,17 @@
 /**
  * The crash test: the engine runs in a child process (test/fixtures/crash-worker.ts) on a SQLite
  * file, against the simulator in this process on one shared scaled clock, and is killed with
- * SIGKILL at seeded random moments — while it polls, cancels, takes notifications, and while it
- * resumes — then started again, until a last run sees every payment to its outcome.
+ * SIGKILL at seeded random moments — while it pays, polls, cancels, takes notifications, and while
+ * it resumes — then started again, until a last run sees every payment to its outcome. Most
+ * payments are started with `engine.pay` as they arrive (the simulator's checkout mix decides their
+ * pay answers); the others were paid by other code and are tracked. Some kills fall between a pay's
+ * stored intent and its answer; after some, the process stays down past the payments' expiry.
  *
  * Afterwards, from the SQLite file, the simulator's ground truth and call log, and the settlements
  * file: every payment has exactly one final outcome; each agrees with what really happened; no
- * cancel went out after a success was seen, and no cancel that took effect was forgotten; every
+ * cancel went out after a success was seen, and no cancel that took effect was forgotten; no pay
+ * was signed at or after its payment's expiry, no pay ever carried other content than the stored
+ * request, and no refund went to an unpaid payment; every
  * settlement fired exactly once (see STRICT for the one exception a SIGKILL makes). Notifications
  * that were stored (so acknowledged) but never applied are printed.
  *
@@ -26,15 +31,27 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type LifecycleOutcome, scaledClock } from '../src/index.js';
 import { createSimulator, type OrderTruth, type Simulator } from '../src/simulator/index.js';
 import { seededRandom, streamFor } from '../src/simulator/random.js';
+import { drawScenario } from '../src/simulator/scenario.js';
 import type { CrashPayment, WorkerConfig } from './fixtures/crash-worker.js';
 import { reconcile } from './helpers/e2e.js';
 import { generateTestKeyPair } from './helpers/keys.js';
+import { payRequest } from './helpers/pay-requests.js';
 
 const SEED = Number(process.env.CRASH_SEED ?? 20_260_501);
-const PAYMENTS = 300;
+const PAYMENTS = 500;
 /** Kills (a run that finished first would end the killing early; the test wants at least MIN_KILLS). */
-const KILLS = 7;
-const MIN_KILLS = 4;
+const KILLS = 12;
+const MIN_KILLS = 10;
+/** One payment in this many was paid by other code and is tracked; the others start with engine.pay. */
+const TRACKED_EVERY = 5;
+/** Paid payments arrive over this much simulated time (30 s real). */
+const ARRIVAL_SPAN_MS = 900_000;
+/**
+ * The clock starts at 23:56 UTC+8: the payments of the first four minutes (the anchors among them)
+ * have a cancel window that ends at 00:15, twenty simulated minutes in, so the last run closes the
+ * anchors past their window and takes the window check.
+ */
+const CLOCK_START = Date.parse('2026-01-15T23:56:00+08:00');
 /** Simulated ms per real ms, shared by the simulator and every run of the worker. */
 const FACTOR = 30;
 /** The inquiry budget of every other payment (the default is 60): spent, the lifecycle cancels. */
@@ -46,8 +63,7 @@ const MAX_EXPIRY_MS = 600_000;
  * fast or slow the machine is, until the test has the merchant close them (cancelled) for the last run.
  */
 const ANCHORS = 2;
-const ANCHOR_EXPIRY_MS = 3_600_000;
-const TEST_BUDGET_MS = 90_000;
+const TEST_BUDGET_MS = 150_000;
 /**
  * Settlements: onSettled runs before the store marks it fired (documented at-least-once across a
  * crash), one payment at a time. A kill between one payment's callback and its mark makes the next
@@ -59,10 +75,11 @@ const STRICT = process.env.CRASH_STRICT === '1';
 const CLIENT_ID = 'CRASH_CLIENT';
 const NOTIFY_PATH = '/alipayplus/notify';
 
+const anchorId = (i: number) => `CRASH-${SEED}-ANCHOR-${i}`;
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const workerPath = fileURLToPath(new URL('./fixtures/crash-worker.ts', import.meta.url));
 
-type KillMode = 'after-ready' | 'during-resume';
+type KillMode = 'after-ready' | 'during-resume' | 'during-pay';
 const TIMED_OUT = Symbol('timed out');
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -88,6 +105,8 @@ interface Run {
   saw(line: string): boolean;
   /** Resolves true once the line is printed, false if the process exits first. */
   waitFor(line: string): Promise<boolean>;
+  /** Resolves with the first line starting with `prefix` printed from now on (undefined: exited first). */
+  nextWithPrefix(prefix: string): Promise<string | undefined>;
   alive(): boolean;
 }
 
@@ -100,6 +119,7 @@ function startRun(index: number, config: WorkerConfig, since: () => number): Run
   const lines: { line: string; at: number }[] = [];
   const stderr: string[] = [];
   const waiting = new Map<string, ((seen: boolean) => void)[]>();
+  const prefixed: { prefix: string; done: (line: string | undefined) => void }[] = [];
   let running = true;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     // 'close', not 'exit': by then stdout is drained, so a `done` printed just before exiting is seen.
@@ -107,6 +127,7 @@ function startRun(index: number, config: WorkerConfig, since: () => number): Run
       running = false;
       for (const resolvers of waiting.values()) for (const done of resolvers) done(false);
       waiting.clear();
+      for (const p of prefixed.splice(0)) p.done(undefined);
       resolve({ code, signal });
     });
   });
@@ -115,6 +136,13 @@ function startRun(index: number, config: WorkerConfig, since: () => number): Run
       lines.push({ line, at: since() });
       for (const done of waiting.get(line) ?? []) done(true);
       waiting.delete(line);
+      for (let i = prefixed.length - 1; i >= 0; i--) {
+        const p = prefixed[i];
+        if (p && line.startsWith(p.prefix)) {
+          prefixed.splice(i, 1);
+          p.done(line);
+        }
+      }
     });
   }
   if (child.stderr) createInterface({ input: child.stderr }).on('line', (line) => stderr.push(line));
@@ -129,6 +157,10 @@ function startRun(index: number, config: WorkerConfig, since: () => number): Run
     exited,
     saw,
     alive: () => running,
+    nextWithPrefix(prefix) {
+      if (!running) return Promise.resolve(undefined);
+      return new Promise((resolve) => prefixed.push({ prefix, done: resolve }));
+    },
     waitFor(line) {
       if (saw(line)) return Promise.resolve(true);
       if (!running) return Promise.resolve(false);
@@ -147,6 +179,8 @@ interface Row {
   final: number;
   settled_fired: number;
   outcome: string | null;
+  input: string;
+  snapshot: string;
 }
 
 const runs: Run[] = [];
@@ -174,7 +208,7 @@ describe('engine crash test', () => {
 
       // One clock for everyone: the worker gets the same three numbers.
       const realStart = Date.now();
-      const clockSpec = { factor: FACTOR, start: realStart, realStart };
+      const clockSpec = { factor: FACTOR, start: CLOCK_START, realStart };
       const clock = scaledClock(clockSpec.factor, clockSpec.start, clockSpec.realStart);
       /** A simulated time as real seconds since the test began. */
       const realSeconds = (simulated: number) =>
@@ -184,8 +218,15 @@ describe('engine crash test', () => {
         clientId: CLIENT_ID,
         acqpPublicKey: acqp.publicPem,
         now: clock.now,
-        mix: 'realistic',
+        mix: 'checkout',
         seed: SEED,
+        // The anchors: order codes the user never scans.
+        scenarios: Object.fromEntries(
+          Array.from({ length: ANCHORS }, (_, i) => [
+            anchorId(i),
+            { label: 'anchor-never-finishes', decideAfterMs: null },
+          ]),
+        ),
         // Short, and a little longer than the default test schedule, so that retries outlive a
         // restart (a run takes 1–2 s to start: 30–60 simulated seconds).
         notifyRetryScheduleMs: [0, 2_000, 5_000, 10_000, 30_000, 60_000, 120_000],
@@ -212,7 +253,6 @@ describe('engine crash test', () => {
         paymentsPath,
         settlementsPath,
         marksPath,
-        trackedMarkerPath: join(dir, 'tracked'),
         closePath: join(dir, 'close.json'),
       };
 
@@ -240,38 +280,76 @@ describe('engine crash test', () => {
       if (!(await withinBudget(first.waitFor('listening'), first, 'listening')))
         await failRun(first, 'the first run exited before it listened');
 
-      // Several hundred orders from the realistic mix, created once the first run listens (so that
-      // early notifications find it). Expiries are spread over 1–10 simulated minutes. Every other
-      // payment has a small inquiry budget: if it never finishes it is cancelled once the budget is
-      // spent (a payment that pays late races that cancel); the others poll until their expiry and
-      // are closed then.
+      // Several hundred payments. Every TRACKED_EVERY-th was paid by other code: its order (realistic
+      // mix) is created now and the engine tracks it, with an expiry of 1–10 simulated minutes; every
+      // other tracked payment has a small inquiry budget (spent, it cancels, racing a late payment).
+      // The others arrive over ARRIVAL_SPAN_MS and start with engine.pay: user-presented mostly (1
+      // minute), some cashier (5 minutes); the simulator's checkout mix decides their pay answers.
+      // The anchors are order codes that stay open for an hour.
       const expiryRandom = streamFor(SEED, 'crash-expiry');
+      const arrivalRandom = streamFor(SEED, 'crash-arrival');
       const payments: CrashPayment[] = [];
       for (let i = 0; i < PAYMENTS; i++) {
-        const paymentRequestId = `CRASH-${SEED}-${String(i).padStart(4, '0')}`;
-        const anchor = i < ANCHORS;
-        const order = simulator.createOrder({
-          paymentRequestId,
-          notifyUrl,
-          expiresAt:
-            clock.now() +
-            (anchor ? ANCHOR_EXPIRY_MS : 60_000 + Math.round(expiryRandom() * (MAX_EXPIRY_MS - 60_000))),
-          ...(anchor ? { scenario: { label: 'anchor-never-finishes', decideAfterMs: null } } : {}),
-        });
-        payments.push({
-          paymentRequestId,
-          amount: order.amount,
-          createdAt: order.createdAt,
-          expiresAt: order.expiresAt,
-          ...(!anchor && i % 2 === 0 ? { policy: { maxInquiries: SMALL_INQUIRY_BUDGET } } : {}),
-        });
+        const paymentRequestId = i < ANCHORS ? anchorId(i) : `CRASH-${SEED}-${String(i).padStart(4, '0')}`;
+        if (i < ANCHORS) {
+          payments.push({
+            kind: 'pay',
+            paymentRequestId,
+            arriveAt: clock.now(),
+            request: payRequest(paymentRequestId, 'order-code'),
+          });
+        } else if (i % TRACKED_EVERY === 0) {
+          const order = simulator.createOrder({
+            paymentRequestId,
+            notifyUrl,
+            expiresAt: clock.now() + 60_000 + Math.round(expiryRandom() * (MAX_EXPIRY_MS - 60_000)),
+            scenario: drawScenario('realistic', streamFor(SEED, `crash-mix:${paymentRequestId}`)),
+          });
+          payments.push({
+            kind: 'track',
+            paymentRequestId,
+            amount: order.amount,
+            createdAt: order.createdAt,
+            expiresAt: order.expiresAt,
+            ...(i % (2 * TRACKED_EVERY) === 0 ? { policy: { maxInquiries: SMALL_INQUIRY_BUDGET } } : {}),
+          });
+        } else {
+          const mode = arrivalRandom() < 0.15 ? 'cashier' : 'user-presented';
+          payments.push({
+            kind: 'pay',
+            paymentRequestId,
+            arriveAt: clock.now() + Math.round(arrivalRandom() * ARRIVAL_SPAN_MS),
+            request: payRequest(paymentRequestId, mode),
+          });
+        }
       }
       writeFileSync(`${paymentsPath}.tmp`, JSON.stringify(payments));
       renameSync(`${paymentsPath}.tmp`, paymentsPath);
 
       // ---- the killing -----------------------------------------------------------------------------
       const killRandom = seededRandom(SEED);
-      const kills: { run: number; mode: KillMode; afterMs: number; at: number }[] = [];
+      const kills: {
+        run: number;
+        mode: KillMode;
+        afterMs: number;
+        at: number;
+        /** Lifecycles the kill left in `paying` (stored intent, no answer decided). */
+        paying: number;
+        /** How long the process then stayed down (real ms). */
+        downMs: number;
+      }[] = [];
+      const payingNow = () => {
+        const db = new Database(dbPath, { readonly: true });
+        try {
+          return (
+            db
+              .prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM lifecycles WHERE state LIKE 'paying%'")
+              .get()?.n ?? 0
+          );
+        } finally {
+          db.close();
+        }
+      };
       let finishedEarly = false;
       for (let k = 0; k < KILLS; k++) {
         const run = k === 0 ? first : startRun(runs.length, config, since);
@@ -280,12 +358,43 @@ describe('engine crash test', () => {
         // before it is ever tracked cannot be tracked: the test's loss, not the engine's). Later runs
         // are killed some time after `ready`, or (every third, and some others) while start()
         // resumes the lifecycles and fires the settlements the last run could not mark.
-        const mode: KillMode = k > 0 && (k % 3 === 2 || killRandom() < 0.2) ? 'during-resume' : 'after-ready';
-        const afterMs =
-          mode === 'during-resume' ? Math.round(killRandom() * 120) : 300 + Math.round(killRandom() * 2_200);
-        const pauseMs = killRandom() < 0.3 ? Math.round(killRandom() * 800) : 0;
+        // Every third kill, from the second on, comes just as a pay has gone out (its answer is held
+        // 300 ms before it reaches the engine): between the stored intent and the pay's answer.
+        let mode: KillMode =
+          k % 3 === 1
+            ? 'during-pay'
+            : k > 0 && (k % 3 === 2 || killRandom() < 0.2)
+              ? 'during-resume'
+              : 'after-ready';
+        let afterMs =
+          mode === 'during-resume'
+            ? Math.round(killRandom() * 120)
+            : mode === 'during-pay'
+              ? Math.round(killRandom() * 60)
+              : 300 + Math.round(killRandom() * 2_200);
+        // Every fourth kill leaves the process down for 2.5–3.5 s real (75–105 simulated seconds):
+        // past the 1-minute expiry of the user-presented pays it left behind.
+        const pauseMs =
+          k % 4 === 3
+            ? 2_500 + Math.round(killRandom() * 1_000)
+            : killRandom() < 0.3
+              ? Math.round(killRandom() * 800)
+              : 0;
         const anchor = mode === 'during-resume' ? 'resuming' : 'ready';
-        const seen = await withinBudget(run.waitFor(anchor), run, anchor);
+        let seen = await withinBudget(run.waitFor(anchor), run, anchor);
+        if (seen && mode === 'during-pay') {
+          const sending = await withinBudget(
+            Promise.race([run.nextWithPrefix('pay-sending '), sleep(3_000).then(() => null)]),
+            run,
+            'a pay to go out',
+          );
+          if (sending === undefined) seen = false;
+          else if (sending === null) {
+            // No pay arrived in 3 s (they have all been sent): an ordinary kill instead.
+            mode = 'after-ready';
+            afterMs = 0;
+          }
+        }
         const exitedFirst =
           !seen || (await Promise.race([sleep(afterMs).then(() => false), run.exited.then(() => true)]));
         if (exitedFirst) {
@@ -308,7 +417,7 @@ describe('engine crash test', () => {
           await failRun(run, 'the worker exited on its own just before the kill');
         }
         run.killedAt = killedAt;
-        kills.push({ run: run.index, mode, afterMs, at: killedAt });
+        kills.push({ run: run.index, mode, afterMs, at: killedAt, paying: payingNow(), downMs: pauseMs });
         if (pauseMs > 0) await sleep(pauseMs);
       }
 
@@ -325,15 +434,40 @@ describe('engine crash test', () => {
         const exit = await withinBudget(last.exited, last, 'the last run to finish');
         if (exit.code !== 0 || !last.saw('done')) await failRun(last, 'the last run did not finish');
       }
-      const truths = simulator.orders();
       const calls = simulator.calls();
+      // A pay that a kill stopped before it went out, and that was past its expiry at the restart,
+      // never reached Alipay+: no order, nothing charged. Its truth is "unknown to Alipay+".
+      const received = new Set(calls.filter((c) => c.api === 'pay').map((c) => c.paymentRequestId));
+      const truths: OrderTruth[] = [
+        ...simulator.orders(),
+        ...payments
+          .filter((p) => p.kind === 'pay' && !received.has(p.paymentRequestId))
+          .map(
+            (p): OrderTruth => ({
+              paymentRequestId: p.paymentRequestId,
+              paymentId: '',
+              amount: { currency: 'JPY', value: '100' },
+              status: 'unknown-to-alipay',
+              charged: false,
+              refunded: false,
+              cancelled: false,
+              label: 'pay-never-sent',
+              createdAt: 0,
+              expiresAt: 0,
+              cancelRequests: 0,
+            }),
+          ),
+      ];
+      const neverSent = truths.length - simulator.orders().length;
       const deliveries = simulator.notifications();
       await simulator.stop();
 
       // ---- what the store says ---------------------------------------------------------------------
       const db = new Database(dbPath, { readonly: true });
       const rows = db
-        .prepare<[], Row>('SELECT payment_request_id, state, final, settled_fired, outcome FROM lifecycles')
+        .prepare<[], Row>(
+          'SELECT payment_request_id, state, final, settled_fired, outcome, input, snapshot FROM lifecycles',
+        )
         .all();
       const inbox = db
         .prepare<[], { stored: number }>('SELECT COUNT(*) AS stored FROM notifications')
@@ -393,6 +527,52 @@ describe('engine crash test', () => {
       }
 
       problems.push(...reconcile(outcomes, truths, [...cancelAfterSuccess]));
+
+      // ---- pays and refunds ------------------------------------------------------------------------
+      // No pay signed at or after its payment's expiry (Request-Time is stamped as it is signed); no
+      // pay with other content than the stored request (Alipay+ would answer REPEAT_REQ_INCONSISTENT);
+      // no refund of a payment that was not paid.
+      const expiryOf = new Map(
+        rows.map((row) => [
+          row.payment_request_id,
+          (JSON.parse(row.input) as { expiresAt?: number }).expiresAt,
+        ]),
+      );
+      const payCalls = calls.filter((c) => c.api === 'pay');
+      for (const call of payCalls) {
+        const id = call.paymentRequestId ?? '?';
+        const expiresAt = expiryOf.get(id);
+        const signedAt = call.requestTime ? Date.parse(call.requestTime) : Number.NaN;
+        if (expiresAt === undefined || !(signedAt < expiresAt))
+          problems.push(`${id}: a pay signed at ${call.requestTime}, at or after its expiry ${expiresAt}`);
+        if (call.resultCode === 'REPEAT_REQ_INCONSISTENT')
+          problems.push(`${id}: a pay with other content was sent`);
+      }
+      const refundCalls = calls.filter((c) => c.api === 'refund');
+      for (const call of refundCalls) {
+        const truth = truthById.get(call.paymentRequestId ?? '?');
+        if (!truth?.charged)
+          problems.push(`${call.paymentRequestId}: a refund was sent for an unpaid payment`);
+      }
+      const payRows: Record<string, number> = {};
+      let notSentPastExpiry = 0;
+      for (const row of rows) {
+        const pay = (JSON.parse(row.snapshot) as { context?: { pay?: { row?: string; lastCode?: string } } })
+          .context?.pay;
+        if (!pay) continue;
+        // No row: settled before the pay's answer reached it (a notification won the race), or past
+        // expiry at a restart before the pay was first answered.
+        const label = pay.row ?? 'settled-first';
+        payRows[label] = (payRows[label] ?? 0) + 1;
+        if (pay.lastCode === 'NO_RESULT:not-sent') notSentPastExpiry++;
+      }
+      const paysPerPayment = new Map<string, number>();
+      for (const call of payCalls)
+        paysPerPayment.set(
+          call.paymentRequestId ?? '?',
+          (paysPerPayment.get(call.paymentRequestId ?? '?') ?? 0) + 1,
+        );
+      const resent = [...paysPerPayment.values()].filter((n) => n > 1).length;
 
       // A cancel that took effect must not be forgotten in a crash: the outcome says cancelled (or
       // asks a person), never closed or failed.
@@ -474,7 +654,7 @@ describe('engine crash test', () => {
       for (const run of runs)
         for (const line of run.stderr)
           if (
-            /^(engine-error|unhandled-rejection|track-failed|outcome-failed|close-failed|spawn-error)/.test(
+            /^(engine-error|unhandled-rejection|track-failed|pay-failed|outcome-failed|close-failed|spawn-error)/.test(
               line,
             )
           )
@@ -491,8 +671,11 @@ describe('engine crash test', () => {
         outcomes.length > 0 ? Math.max(...outcomes.map((o) => o.decidedAt)) : clockSpec.start;
       const summary =
         `engine crash test: seed ${SEED}, ${PAYMENTS} payments, ${kills.length} kills ` +
-        `[${kills.map((k) => `${k.mode}+${k.afterMs}ms@${(k.at / 1_000).toFixed(1)}s`).join(', ')}], ` +
+        `[${kills.map((k) => `${k.mode}+${k.afterMs}ms@${(k.at / 1_000).toFixed(1)}s${k.paying ? ` paying ${k.paying}` : ''}${k.downMs >= 2_500 ? ` down ${k.downMs}ms` : ''}`).join(', ')}], ` +
         `${runs.length} runs, outcomes ${JSON.stringify(byStatus)} (attention ${attention.length}), ` +
+        `pays ${payCalls.length} for ${paysPerPayment.size} payments (${resent} sent more than once), pay rows ${JSON.stringify(payRows)}, ` +
+        `kills between intent and answer ${kills.filter((k) => k.paying > 0).length} (lifecycles in paying at those kills ${kills.reduce((n, k) => n + k.paying, 0)}), ` +
+        `long outages ${kills.filter((k) => k.downMs >= 2_500).length}, pays not sent past expiry ${notSentPastExpiry} (${neverSent} never reached Alipay+), refunds ${refundCalls.length}, ` +
         `inquiries ${inquiries}, cancels ${cancels} (${cancelsOf.size} payments), ` +
         `notifications ${deliveries.length} sent / ${acked} acked / ${inbox.stored} stored (${unapplied.length} never applied), ` +
         `settlement lines ${settlementLines.length} (duplicates ${duplicates.length}, redelivered after a kill ${redelivered.length}; ` +
@@ -534,6 +717,14 @@ describe('engine crash test', () => {
         kills.length,
         `only ${kills.length} kills landed before the payments finished`,
       ).toBeGreaterThanOrEqual(MIN_KILLS);
+      expect(
+        kills.filter((k) => k.mode === 'during-pay' && k.paying > 0).length,
+        'no kill fell between a stored pay intent and its answer',
+      ).toBeGreaterThan(0);
+      expect(
+        kills.filter((k) => k.downMs >= 2_500).length,
+        'no kill left the process down past expiry',
+      ).toBeGreaterThan(0);
     },
     TEST_BUDGET_MS,
   );
