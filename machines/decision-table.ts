@@ -314,7 +314,7 @@ export const WINDOW_CLOSED_TABLE = [
   {
     answer: 'S/U, F ORDER_NOT_EXIST, U, or no result',
     target:
-      'inquire again on the cancel retry schedule; after maxWindowChecks, attention (unresolved-after-window)',
+      'inquire again on the cancel retry schedule; after maxWindowChecks, once the payment has expired, attention (unresolved-after-window)',
     guard: '(default)',
   },
 ] as const;

@@ -468,8 +468,11 @@ export const paymentLifecycleMachine = setup({
       classifyInquiry(inquiryOf(event)) === 'paid' &&
       context.policy.autoRefund &&
       refundAmountOf(context, event) !== undefined,
+    // Only once the payment has expired: until then the wallet may still decide (a long expiry
+    // that outlives the cancel window), and asking on is the only way to learn it.
     isWindowCheckBudgetSpent: ({ context }) =>
-      (context.windowChecks?.checks ?? 0) >= context.policy.maxWindowChecks,
+      (context.windowChecks?.checks ?? 0) >= context.policy.maxWindowChecks &&
+      context.now >= context.expiresAt,
 
     // Refund answers.
     isRefunded: ({ event }) => isRefundSucceeded(refundOf(event)),
@@ -768,10 +771,7 @@ export const paymentLifecycleMachine = setup({
   output: ({ context }) => context.outcome as LifecycleOutcome,
   states: {
     starting: {
-      always: [
-        { guard: 'isStartedByPay', target: 'paying' },
-        { target: 'awaitingResult' },
-      ],
+      always: [{ guard: 'isStartedByPay', target: 'paying' }, { target: 'awaitingResult' }],
     },
     paying: {
       initial: 'checking',

@@ -26,7 +26,7 @@ beforeEach(() => {
 });
 
 describe('every command', () => {
-  it.each(['demo', 'inquire', 'track', 'status', 'diagram', 'simulator', 'signature'])(
+  it.each(['demo', 'inquire', 'track', 'pay', 'refund', 'status', 'diagram', 'simulator', 'signature'])(
     '%s --help prints its usage and exits 0',
     async (name) => {
       const { code, out } = await cli(name, '--help');
@@ -321,11 +321,41 @@ describe('track and status', () => {
     expect(out).toContain('needs a person: integration-fault');
   });
 
-  it('a payment that expired before it was tracked is refused with what to do (exit 2)', async () => {
-    const { code, err } = await cli(
+  it('a payment that expired before it was tracked is tracked all the same: a last look, and its outcome', async () => {
+    const now = Date.now();
+    endpoint.sim.createOrder({
+      paymentRequestId: 'TRK-LATE',
+      expiresAt: now - 1_000,
+      scenario: { decideAfterMs: null },
+    });
+    const { code, out } = await cli(
       'track',
       '--request-id',
       'TRK-LATE',
+      '--created-at',
+      String(now - 61_000),
+      '--expires-at',
+      String(now - 1_000),
+      '--store',
+      'memory',
+      '--config',
+      fastPolicyConfig(endpoint.dir),
+      ...endpoint.flags,
+    );
+    expect(code).toBe(0);
+    // The last look, at once: Alipay+ closed it at expiry, nothing was charged.
+    expect(out).toMatch(/awaitingResult\.inquiring → closed {2}\(call\.done, ORDER_IS_CLOSED\)/);
+    expect(out).toContain('Outcome: closed, decided by inquiry');
+    expect(
+      endpoint.sim.calls().filter((c) => c.paymentRequestId === 'TRK-LATE' && c.api === 'inquiryPayment'),
+    ).toHaveLength(1);
+  });
+
+  it('an expiry that has passed without --created-at is refused with what to do (exit 2, nothing stored)', async () => {
+    const { code, err } = await cli(
+      'track',
+      '--request-id',
+      'TRK-LATE-2',
       '--expires-at',
       '2020-01-01T00:00:00+08:00',
       '--store',
@@ -333,8 +363,9 @@ describe('track and status', () => {
       ...endpoint.flags,
     );
     expect(code).toBe(2);
-    expect(err).toContain('expired at 2019-12-31T16:00:00.000Z, before it was tracked');
-    expect(err).toContain('inquire it once (alipayplus-lifecycle inquire --request-id TRK-LATE)');
+    expect(err).toContain('payment TRK-LATE-2 expired at 2019-12-31T16:00:00.000Z');
+    expect(err).toContain('give --created-at (when its pay was sent');
+    expect(err).toContain('a last look at once');
     expect(err).toContain('nothing was stored');
   });
 

@@ -4,12 +4,13 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { LifecycleOutcome } from '../machines/outcome.js';
 import { demoExitCode } from '../src/cli/demo-command.js';
-import type { InquiryOutcome } from '../src/client/answers.js';
+import type { InquiryOutcome, PayOutcome } from '../src/client/answers.js';
 import { agreesWithTruth, reconcile, watchClient } from '../src/demo/reconcile.js';
 import { progressBlock, progressLine } from '../src/demo/report.js';
 import { percentile, table } from '../src/demo/stats.js';
 import type { OrderTruth } from '../src/simulator/index.js';
 import { cli } from './helpers/cli.js';
+import { payRequest } from './helpers/pay-requests.js';
 import { fileTempDir } from './helpers/temp-dir.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -77,7 +78,19 @@ describe('demo as a new user runs it', () => {
     expect(child.stdout).toMatch(
       /Latency from the wallet's decision to our outcome \(simulated s, \d+ payments\): p50 [\d.]+, p99 [\d.]+/,
     );
-    expect(child.stdout).toMatch(/Calls received by the simulator: inquiryPayment \d+, cancelPayment \d+/);
+    expect(child.stdout).toMatch(
+      /Calls received by the simulator: pay 30, inquiryPayment \d+, cancelPayment \d+, refund \d+/,
+    );
+    // Every payment started with a pay, and every pay's answer is counted under one kind.
+    const payLine = lines.find((line) => line.startsWith('Pay answers: ')) ?? '';
+    expect(payLine).toMatch(
+      /^Pay answers: paid at once \d+, failed at once \d+, refused \d+, in process \d+, waiting for the user \d+, no result \d+/,
+    );
+    const counted = [...payLine.matchAll(/ (\d+)(?=,|$)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+    expect(counted).toBe(30);
+    expect(Number(/paid at once (\d+)/.exec(payLine)?.[1])).toBeGreaterThan(0);
+    expect(child.stdout).toMatch(/by mode: user-presented \d+, order-code \d+, entry-code \d+, cashier \d+/);
+    expect(child.stdout).toMatch(/^refunded\s+\d+$/m);
     expect(elapsed).toBeLessThan(45_000);
   }, 60_000);
 
@@ -92,7 +105,8 @@ describe('demo as a new user runs it', () => {
     const one = await cli('status', first, '--store', store);
     expect(one.code).toBe(0);
     expect(one.out).toContain('Audit history');
-    expect(one.out).toContain('TRACK');
+    // The lifecycle started before the pay was sent.
+    expect(one.out).toMatch(/\(new\)\s+paying\.sending\s+PAY/);
   });
 
   it('refuses a store that already holds lifecycles (exit 2), since it reconciles all it finds', async () => {
@@ -116,6 +130,13 @@ describe('reconciliation', () => {
     expect(agreesWithTruth(outcome('a', 'failed'), paid)).toBe(false);
     expect(agreesWithTruth(outcome('a', 'closed'), refunded)).toBe(false);
     expect(agreesWithTruth(outcome('a', 'attention'), paid)).toBe(true);
+    // Refunded: paid, then all of it given back by refunds (not by a cancel).
+    const refundedByRefund = truth('a', { status: 'refunded', charged: true, refunded: true });
+    expect(agreesWithTruth(outcome('a', 'refunded'), refundedByRefund)).toBe(true);
+    expect(agreesWithTruth(outcome('a', 'refunded'), paid)).toBe(false);
+    expect(agreesWithTruth(outcome('a', 'refunded'), refunded)).toBe(false);
+    expect(agreesWithTruth(outcome('a', 'refunded'), closed)).toBe(false);
+    expect(agreesWithTruth(outcome('a', 'succeeded'), refundedByRefund)).toBe(false);
   });
 
   it('counts lost, divergent and attention apart', () => {
@@ -181,6 +202,39 @@ describe('reconciliation', () => {
     await watched.client.cancelPayment({ paymentRequestId: 'paid' });
     expect(watched.cancelsAfterSeenSuccess().sort()).toEqual(['by-payment-id', 'paid']);
   });
+
+  it('passes pay and refund through; a pay S counts as paid only where S means paid (not for a code)', async () => {
+    const paidAnswer = {
+      kind: 'answer',
+      raw: '{}',
+      responseTime: 't',
+      result: { resultCode: 'SUCCESS', resultStatus: 'S' },
+    } as unknown as PayOutcome;
+    const refunds: string[] = [];
+    const watched = watchClient({
+      inquiryPayment: async () => ({ kind: 'no-result', reason: 'timeout', detail: '' }),
+      cancelPayment: async () => ({ kind: 'no-result', reason: 'timeout', detail: '' }),
+      pay: async () => paidAnswer,
+      refund: async (request) => {
+        refunds.push(request.refundRequestId);
+        return { kind: 'no-result', reason: 'timeout', detail: '' };
+      },
+    });
+    await watched.client.pay?.(payRequest('scanned'));
+    await watched.client.pay?.(payRequest('code', 'order-code'));
+    await watched.client.refund?.({
+      refundRequestId: 'R-1',
+      paymentRequestId: 'scanned',
+      refundAmount: { currency: 'JPY', value: '1' },
+    });
+    expect(refunds).toEqual(['R-1']);
+    expect(watched.payAnswers().get('scanned')).toEqual({ row: 'paid', code: 'SUCCESS' });
+    expect(watched.payAnswers().get('code')).toEqual({ row: 'waiting-for-user', code: 'SUCCESS' });
+    await watched.client.cancelPayment({ paymentRequestId: 'code' });
+    expect(watched.cancelsAfterSeenSuccess()).toEqual([]);
+    await watched.client.cancelPayment({ paymentRequestId: 'scanned' });
+    expect(watched.cancelsAfterSeenSuccess()).toEqual(['scanned']);
+  });
 });
 
 describe('report helpers', () => {
@@ -214,13 +268,14 @@ describe('report helpers', () => {
       realElapsedMs: 1_500,
       simElapsedMs: 90_000,
     };
-    const [bar, states] = progressBlock(progress, 10);
+    const [bar, inFlight, outcomes] = progressBlock(progress, 10);
     expect(bar).toBe('[#####-----]  50%  2/4 settled, 4 created  1.5 s (90.0 s simulated)');
-    expect(states).toBe(
-      'awaitingResult 1  awaitingNotification 0  cancelling 1  succeeded 2  failed 0  closed 0  cancelled 0  attention 0',
+    expect(inFlight).toBe(
+      'in flight: paying 0  awaitingResult 1  awaitingNotification 0  cancelling 1  windowClosed 0  refunding 0',
     );
+    expect(outcomes).toBe('outcomes:  succeeded 2  failed 0  closed 0  cancelled 0  refunded 0  attention 0');
     expect(progressLine(progress)).toBe(
-      'progress: 2/4 settled, 4 created; awaitingResult 1, awaitingNotification 0, cancelling 1, succeeded 2, failed 0, closed 0, cancelled 0, attention 0 (1.5 s real, 90.0 s simulated)',
+      'progress: 2/4 settled, 4 created; paying 0, awaitingResult 1, awaitingNotification 0, cancelling 1, windowClosed 0, refunding 0, succeeded 2, failed 0, closed 0, cancelled 0, refunded 0, attention 0 (1.5 s real, 90.0 s simulated)',
     );
   });
 });

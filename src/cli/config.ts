@@ -8,15 +8,15 @@ import { AlipayPlusLifecycleError } from '../errors.js';
 import { Id } from '../protocol/common.js';
 import { CliSettingError, parseStoreSpec, type StoreSpec } from './common.js';
 
-/** The settings of commands that talk to an Alipay+ endpoint (`inquire`, `track`). */
+/** The settings of commands that talk to an Alipay+ endpoint (`inquire`, `track`, `pay`, `refund`). */
 export interface EndpointSettings {
   baseUrl: string;
   clientId: string;
   privateKeyFile: string;
   alipayPublicKeyFile: string;
   keyVersion?: number;
-  timeouts?: { inquiryMs?: number; cancelMs?: number };
-  /** Lifecycle policy overrides for `track` (config file only: a policy is a document, not a flag). */
+  timeouts?: { inquiryMs?: number; cancelMs?: number; payMs?: number; refundMs?: number };
+  /** Lifecycle policy overrides for `track` and `pay` (config file only: a policy is a document, not a flag). */
   policy?: LifecyclePolicyInput;
   store?: StoreSpec;
 }
@@ -71,6 +71,8 @@ const ConfigFile = z
       .object({
         inquiryMs: z.number().int().positive().optional(),
         cancelMs: z.number().int().positive().optional(),
+        payMs: z.number().int().positive().optional(),
+        refundMs: z.number().int().positive().optional(),
       })
       .strict()
       .optional(),
@@ -86,7 +88,14 @@ const Settings = z.object({
   privateKeyFile: z.string().min(1),
   alipayPublicKeyFile: z.string().min(1),
   keyVersion: z.number().int().min(0).optional(),
-  timeouts: z.object({ inquiryMs: z.number().optional(), cancelMs: z.number().optional() }).optional(),
+  timeouts: z
+    .object({
+      inquiryMs: z.number().optional(),
+      cancelMs: z.number().optional(),
+      payMs: z.number().optional(),
+      refundMs: z.number().optional(),
+    })
+    .optional(),
   policy: LifecyclePolicy.optional(),
   store: z.custom<StoreSpec>().optional(),
 });

@@ -54,9 +54,9 @@ function progressPrinter(io: CliIo): (p: DemoProgress) => void {
 export function demoCommand(io: CliIo, setExit: (code: number) => void): Command {
   const command = new Command('demo')
     .description(
-      'track a few hundred payments of the realistic mix against the embedded Alipay+ simulator on a compressed clock, then reconcile every outcome with the ground truth',
+      'send a few hundred pays of the checkout mix to the embedded Alipay+ simulator on a compressed clock, follow each to its outcome, then reconcile every outcome with the ground truth',
     )
-    .option('--payments <n>', 'payments to create and track', number('--payments', 1, 100_000), 300)
+    .option('--payments <n>', 'payments to start with engine.pay', number('--payments', 1, 100_000), 300)
     .option(
       '--fault-rate <r>',
       'probability of an injected fault per call, 0 to 1',
@@ -94,7 +94,7 @@ export function demoCommand(io: CliIo, setExit: (code: number) => void): Command
       try {
         const store = storeFromSpec(spec);
         io.out(
-          `alipayplus-lifecycle demo: ${flags.payments} payments from the realistic mix, fault rate ${flags.faultRate}, ` +
+          `alipayplus-lifecycle demo: ${flags.payments} pays from the checkout mix, fault rate ${flags.faultRate}, ` +
             `seed ${flags.seed}, clock ${flags.speed}× real time\n`,
         );
         io.out(`Store: ${describeStore(spec)}\n`);

@@ -7,12 +7,19 @@ export interface CliIo {
    * otherwise (a log file or a pipe must not fill with escape codes). Absent means no.
    */
   readonly isTTY?: boolean;
+  /** Reads the whole of standard input (`--request -`). Absent: this IO has no standard input. */
+  readStdin?(): Promise<string>;
 }
 
 export const processIo: CliIo = {
   out: (text) => process.stdout.write(text),
   err: (text) => process.stderr.write(text),
   isTTY: process.stdout.isTTY === true,
+  async readStdin() {
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  },
 };
 
 /** Exit codes scripts can rely on. */

@@ -3,6 +3,8 @@ import { demoCommand } from './demo-command.js';
 import { diagramCommand } from './diagram-command.js';
 import { inquireCommand } from './inquire-command.js';
 import { type CliIo, EXIT, processIo } from './io.js';
+import { payCommand } from './pay-command.js';
+import { refundCommand } from './refund-command.js';
 import { signatureCommand } from './signature-command.js';
 import { simulatorCommand } from './simulator-command.js';
 import { statusCommand } from './status-command.js';
@@ -18,12 +20,14 @@ export function createProgram(io: CliIo, setExit: (code: number) => void): Comma
     .addHelpText(
       'after',
       '\nExit codes: 0 ok; 1 a negative result (see each command); 2 bad usage or settings, nothing done.\n' +
-        'Settings for inquire and track: flags, ALIPAYPLUS_* variables or --config FILE (docs/configuration.md).\n',
+        'Settings for inquire, track, pay and refund: flags, ALIPAYPLUS_* variables or --config FILE (docs/configuration.md).\n',
     );
 
   program.addCommand(demoCommand(io, setExit));
   program.addCommand(inquireCommand(io, setExit));
   program.addCommand(trackCommand(io, setExit));
+  program.addCommand(payCommand(io, setExit));
+  program.addCommand(refundCommand(io, setExit));
   program.addCommand(statusCommand(io, setExit));
   program.addCommand(diagramCommand(io, setExit));
   program.addCommand(simulatorCommand(io, setExit));

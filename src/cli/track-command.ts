@@ -1,32 +1,18 @@
 import { Command } from 'commander';
-import type { LifecycleOutcome } from '../../machines/outcome.js';
-import { createAlipayPlusClient } from '../client/alipayplus-client.js';
-import { createPaymentEngine, type TransitionEvent } from '../engine/payment-engine.js';
 import type { TrackInput } from '../engine/track-input.js';
 import { DEFAULT_SQLITE_PATH } from '../stores/sqlite-store.js';
-import {
-  CliSettingError,
-  describeStore,
-  interruptSignal,
-  parseStoreSpec,
-  reportError,
-  type StoreSpec,
-  storeFromSpec,
-} from './common.js';
-import { clientOptionsOf, type EndpointFlags, resolveEndpointSettings } from './config.js';
+import { CliSettingError, parseStoreSpec, reportError } from './common.js';
 import { endpointOptions } from './endpoint-options.js';
-import { type InspectFlags, type Inspection, inspectionFromFlags, inspectOptions } from './inspection.js';
-import { type CliIo, EXIT } from './io.js';
+import { inspectOptions } from './inspection.js';
+import type { CliIo } from './io.js';
+import { iso, type LifecycleFlags, runLifecycle } from './lifecycle-run.js';
 
-interface TrackFlags extends EndpointFlags, InspectFlags {
+interface TrackFlags extends LifecycleFlags {
   requestId: string;
   paymentId?: string;
   expiresAt?: string;
   createdAt?: string;
-  json?: boolean;
 }
-
-const iso = (ms: number) => new Date(ms).toISOString();
 
 /** `--expires-at`: epoch ms, or ISO 8601 with an offset (the `paymentExpiryTime` sent with `pay`). */
 function expiry(value: string | undefined): TrackInput['paymentExpiryTime'] {
@@ -48,42 +34,23 @@ function creation(value: string | undefined): number | undefined {
 }
 
 /**
- * A payment that expired before anyone tracked it has nothing left to wait for; said here with the
- * way forward, rather than as the engine's "expiresAt must be after createdAt" when no creation time
- * is given (it defaults to now).
+ * An expired payment is tracked all the same (it may have been charged: it gets a last look, then a
+ * cancel or the refund path), but only when we know when it was created: without `--created-at` it
+ * would be created now, after its own expiry. Said here, with the way forward, before anything is
+ * opened; the engine refuses it too.
  */
-function refuseExpired(id: string, expiresAt: TrackInput['paymentExpiryTime']): void {
+function refuseExpiredWithoutCreation(
+  id: string,
+  expiresAt: TrackInput['paymentExpiryTime'],
+  createdAt: number | undefined,
+): void {
+  if (createdAt !== undefined) return;
   const ms = typeof expiresAt === 'string' ? Date.parse(expiresAt) : expiresAt;
   if (ms === undefined || !Number.isFinite(ms) || ms > Date.now()) return;
   throw new CliSettingError(
-    '--expires-at',
-    `payment ${id} expired at ${iso(ms)}, before it was tracked: inquire it once (alipayplus-lifecycle inquire --request-id ${id}) and cancel it if it is still in process; nothing was stored`,
+    '--created-at',
+    `payment ${id} expired at ${iso(ms)}: give --created-at (when its pay was sent, ISO 8601 or epoch ms) to track it; the lifecycle then takes a last look at once and cancels it, or past the cancel window takes the refund path; nothing was stored`,
   );
-}
-
-export function transitionLine(t: TransitionEvent): string {
-  return `${iso(t.at)}  ${t.from || '(new)'} → ${t.to}  (${t.event}${t.code ? `, ${t.code}` : ''})`;
-}
-
-export function outcomeLines(outcome: LifecycleOutcome): string[] {
-  const by = outcome.decidedBy;
-  const lines = [
-    `Outcome: ${outcome.status}, decided by ${by.source} (${by.level}-level code ${by.code}${by.status ? `, ${by.status}` : ''}) at ${iso(outcome.decidedAt)}`,
-    `  inquiries ${outcome.inquiries}, cancel attempts ${outcome.cancelAttempts}`,
-  ];
-  if (outcome.attentionReason)
-    lines.push(`  needs a person: ${outcome.attentionReason} (see docs/result-table.md for what to do)`);
-  if (outcome.cancelReason) lines.push(`  cancelled because: ${outcome.cancelReason}`);
-  const d = outcome.details;
-  if (d.paymentId) lines.push(`  paymentId ${d.paymentId}`);
-  if (d.paymentAmount) lines.push(`  amount ${d.paymentAmount.value} ${d.paymentAmount.currency}`);
-  if (d.paymentTime) lines.push(`  paid at ${d.paymentTime}`);
-  for (const late of outcome.lateNotifications) {
-    lines.push(
-      `  late notification in ${late.state}: ${late.resultStatus} ${late.resultCode}${late.flagged ? ' (FLAGGED: the user was charged; the cancel refunds them)' : ''}`,
-    );
-  }
-  return lines;
 }
 
 /** `track`: one lifecycle to its end against the configured endpoint, printing each transition. */
@@ -98,7 +65,7 @@ export function trackCommand(io: CliIo, setExit: (code: number) => void): Comman
         .option('--payment-id <id>', "Alipay+'s paymentId, if pay returned one")
         .option(
           '--expires-at <time>',
-          'the paymentExpiryTime sent with pay: ISO 8601 with offset, or epoch ms (default: 1 minute from now)',
+          'the paymentExpiryTime sent with pay: ISO 8601 with offset, or epoch ms (default: 1 minute after --created-at)',
         )
         .option(
           '--created-at <time>',
@@ -115,85 +82,41 @@ export function trackCommand(io: CliIo, setExit: (code: number) => void): Comman
     .addHelpText(
       'after',
       'Notifications are not received here (no endpoint is exposed): the lifecycle polls, and cancels at expiry.\n' +
-        'Other unfinished lifecycles in the same store are resumed while this one runs, as any engine start does.\n' +
-        'Exit codes: 0 a final outcome (succeeded, failed, closed, cancelled); 1 attention (a person must act) or a\n' +
-        'failure while running; 2 bad usage, settings or input; 130 interrupted (the lifecycle stays stored).\n',
+        'A payment whose expiry has passed is tracked all the same (give --created-at): a last look, then a cancel,\n' +
+        'or past the cancel window the refund path. Other unfinished lifecycles in the same store are resumed\n' +
+        'while this one runs, as any engine start does.\n' +
+        'Exit codes: 0 a final outcome (succeeded, failed, closed, cancelled, refunded); 1 attention (a person\n' +
+        'must act) or a failure while running; 2 bad usage, settings or input; 130 interrupted (the lifecycle\n' +
+        'stays stored).\n',
     )
     .action(async (flags: TrackFlags) => {
-      let inspection: Inspection | undefined;
-      const interrupt = interruptSignal();
-      const cleanup: (() => Promise<void>)[] = [];
+      const id = flags.requestId;
+      let input: TrackInput;
       try {
-        refuseExpired(flags.requestId, expiry(flags.expiresAt));
-        const settings = resolveEndpointSettings(flags);
-        const spec: StoreSpec = settings.store ?? { kind: 'sqlite', path: DEFAULT_SQLITE_PATH };
-        const client = createAlipayPlusClient(clientOptionsOf(settings));
-        cleanup.push(() => client.close());
-        const store = storeFromSpec(spec);
-        cleanup.push(() => store.close());
-        inspection = await inspectionFromFlags(flags, flags.json ? { ...io, out: () => undefined } : io);
-        const active = inspection;
-        const engine = createPaymentEngine({
-          client,
-          store,
-          ...(settings.policy ? { policy: settings.policy } : {}),
-          ...(active ? { inspect: (event) => active.inspect(event) } : {}),
-        });
-        cleanup.unshift(() => engine.stop());
-        const id = flags.requestId;
-        engine.on('transition', (t) => {
-          if (t.paymentRequestId !== id) return;
-          io.out(flags.json ? `${JSON.stringify({ transition: t })}\n` : `${transitionLine(t)}\n`);
-        });
-        engine.on('error', (error) => io.err(`engine error: ${error.message}\n`));
-        if (!flags.json) io.out(`Store: ${describeStore(spec)}\n`);
-        await engine.start();
-        if (!flags.json) {
-          const others = engine.activeCount - (engine.get(id) ? 1 : 0);
-          if (others > 0) io.out(`(${others} other unfinished lifecycles in this store resumed as well)\n`);
-        }
-        const input: TrackInput = { paymentRequestId: id };
+        input = { paymentRequestId: id };
         if (flags.paymentId) input.paymentId = flags.paymentId;
         const expiresAt = expiry(flags.expiresAt);
         if (expiresAt !== undefined) input.paymentExpiryTime = expiresAt;
         const createdAt = creation(flags.createdAt);
         if (createdAt !== undefined) input.createdAt = createdAt;
-        const view = await engine.track(input);
-        if (!flags.json) {
-          const c = view.context;
-          io.out(
-            view.final
-              ? `${id} is already final in this store.\n`
-              : `Tracking ${id}: ${view.state}; expires ${iso(c.expiresAt)}, cancel window ends ${iso(c.cancelWindowEndsAt)}\n`,
-          );
-        }
-        // The engine's timers are unref'ed (pending lifecycles alone must not keep a host process
-        // alive), so this command holds the process open itself while it waits for the outcome.
-        const keepAlive = setInterval(() => undefined, 60_000);
-        cleanup.push(async () => clearInterval(keepAlive));
-        const outcome = await Promise.race([
-          engine.outcome(id),
-          new Promise<undefined>((resolve) => {
-            if (interrupt.signal.aborted) resolve(undefined);
-            interrupt.signal.addEventListener('abort', () => resolve(undefined), { once: true });
-          }),
-        ]);
-        if (!outcome) {
-          io.err(
-            `interrupted: ${id} stays stored in ${describeStore(spec)} and resumes when an engine starts on it\n`,
-          );
-          setExit(EXIT.interrupted);
-          return;
-        }
-        io.out(flags.json ? `${JSON.stringify({ outcome })}\n` : `${outcomeLines(outcome).join('\n')}\n`);
-        setExit(outcome.status === 'attention' ? EXIT.negative : EXIT.ok);
+        refuseExpiredWithoutCreation(id, expiresAt, createdAt);
       } catch (error) {
         setExit(reportError(io, error));
-      } finally {
-        for (const step of cleanup) await step().catch(() => undefined);
-        await inspection?.stop();
-        await inspection?.close();
-        interrupt.dispose();
+        return;
       }
+      await runLifecycle(io, setExit, flags, {
+        id,
+        start: (engine) => engine.track(input),
+        started: (view) => {
+          const c = view.context;
+          return {
+            lines: [
+              view.final
+                ? `${id} is already final in this store.`
+                : `Tracking ${id}: ${view.state}; expires ${iso(c.expiresAt)}, cancel window ends ${iso(c.cancelWindowEndsAt)}`,
+            ],
+          };
+        },
+      });
     });
 }

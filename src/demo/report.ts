@@ -1,28 +1,69 @@
+import type { PayRowId } from '../../machines/decision-table.js';
 import type { FinalStatus, LifecycleOutcome } from '../../machines/outcome.js';
+import { PAY_MODES, type PayMode } from '../protocol/pay.js';
 import { mixLabels } from '../simulator/scenario.js';
 import type { DemoProgress, DemoResult } from './run-demo.js';
 import { percentile, table } from './stats.js';
 
-const STATUSES: readonly FinalStatus[] = ['succeeded', 'failed', 'closed', 'cancelled', 'attention'];
-/** Progress shows every state a lifecycle can be in, always in this order. */
-const STATES = ['awaitingResult', 'awaitingNotification', 'cancelling', ...STATUSES] as const;
+const STATUSES: readonly FinalStatus[] = [
+  'succeeded',
+  'failed',
+  'closed',
+  'cancelled',
+  'refunded',
+  'attention',
+];
+/** The states a lifecycle passes through before its outcome, in the order it can pass them. */
+const IN_FLIGHT = [
+  'paying',
+  'awaitingResult',
+  'awaitingNotification',
+  'cancelling',
+  'windowClosed',
+  'refunding',
+] as const;
+
+export type PayAnswerKind = PayRowId | 'notified-first' | 'none';
+
+/** The pay table's rows, as the report names them, in the order it lists them. */
+export const PAY_ANSWER_KINDS: readonly (readonly [PayRowId, string])[] = [
+  ['paid', 'paid at once'],
+  ['payment-failed', 'failed at once'],
+  ['pay-refused', 'refused'],
+  ['in-process', 'in process'],
+  ['waiting-for-user', 'waiting for the user'],
+  ['no-result', 'no result'],
+];
+/** Payments without a pay answer, listed only when there are some. */
+const UNANSWERED: readonly (readonly [PayAnswerKind, string])[] = [
+  ['notified-first', 'notified before the answer'],
+  ['none', 'no answer'],
+];
 
 const seconds = (ms: number | undefined) => (ms === undefined ? '—' : (ms / 1_000).toFixed(1));
 
 /** The figures of a run, computed once: the text report and tests read the same numbers. */
 export interface DemoFigures {
   byStatus: Record<FinalStatus, number>;
+  /**
+   * Pay answers by row, and where each kind ended. `notified-first`: the notification settled the
+   * payment before the pay's answer came back (the lifecycle then drops the call); `none`: no answer.
+   */
+  byPayAnswer: Record<PayAnswerKind, Record<FinalStatus | 'lost', number>>;
+  byPayMode: Record<PayMode, number>;
   /** mix label → status → count, in the mix's order. */
   byLabel: [label: string, counts: Record<FinalStatus | 'lost', number>][];
+  pays: number;
   inquiries: number;
   cancels: number;
+  refunds: number;
   faults: Record<string, number>;
   notificationsTried: number;
   notificationsAcked: number;
   /** Simulated ms from the wallet's decision to our outcome, for payments whose decision we learned. */
   latency: { count: number; p50?: number; p99?: number; max?: number };
   latencyBySource: Record<string, { count: number; p50?: number; p99?: number }>;
-  /** Charged by the wallet, then refunded by our cancel: an answer was lost, and we played safe. */
+  /** Charged by the wallet, then given back by our cancel: an answer was lost, and we played safe. */
   refundedByCancel: number;
 }
 
@@ -35,7 +76,7 @@ export function demoFigures(result: DemoResult): DemoFigures {
   const labels = new Map<string, Record<FinalStatus | 'lost', number>>();
   const empty = () =>
     Object.fromEntries([...STATUSES, 'lost'].map((s) => [s, 0])) as Record<FinalStatus | 'lost', number>;
-  for (const label of mixLabels('realistic')) labels.set(label, empty());
+  for (const label of mixLabels('checkout')) labels.set(label, empty());
   for (const id of result.tracked) {
     const label = truthById.get(id)?.label ?? '(unknown)';
     const counts = labels.get(label) ?? empty();
@@ -43,12 +84,23 @@ export function demoFigures(result: DemoResult): DemoFigures {
     counts[result.outcomes.get(id)?.status ?? 'lost']++;
   }
 
+  const byPayAnswer = Object.fromEntries(
+    [...PAY_ANSWER_KINDS, ...UNANSWERED].map(([kind]) => [kind, empty()]),
+  ) as DemoFigures['byPayAnswer'];
+  const byPayMode = Object.fromEntries(PAY_MODES.map((mode) => [mode, 0])) as Record<PayMode, number>;
+  for (const id of result.tracked) {
+    const answer = result.payAnswers.get(id);
+    const outcome = result.outcomes.get(id);
+    const kind: PayAnswerKind =
+      answer?.row ?? (outcome?.decidedBy.source === 'notification' ? 'notified-first' : 'none');
+    byPayAnswer[kind][outcome?.status ?? 'lost']++;
+    if (answer) byPayMode[answer.mode]++;
+  }
+
   const faults: Record<string, number> = {};
-  let inquiries = 0;
-  let cancels = 0;
+  const calls = { pay: 0, inquiryPayment: 0, cancelPayment: 0, refund: 0 };
   for (const call of result.calls) {
-    if (call.api === 'inquiryPayment') inquiries++;
-    if (call.api === 'cancelPayment') cancels++;
+    calls[call.api]++;
     if (call.fault) faults[call.fault] = (faults[call.fault] ?? 0) + 1;
   }
 
@@ -70,9 +122,13 @@ export function demoFigures(result: DemoResult): DemoFigures {
 
   return {
     byStatus,
+    byPayAnswer,
+    byPayMode,
     byLabel: [...labels].filter(([, counts]) => Object.values(counts).some((n) => n > 0)),
-    inquiries,
-    cancels,
+    pays: calls.pay,
+    inquiries: calls.inquiryPayment,
+    cancels: calls.cancelPayment,
+    refunds: calls.refund,
     faults,
     notificationsTried: result.notifications.length,
     notificationsAcked: result.notifications.filter((n) => n.result === 'acked').length,
@@ -83,8 +139,9 @@ export function demoFigures(result: DemoResult): DemoFigures {
       max: all.length > 0 ? Math.max(...all) : undefined,
     },
     latencyBySource,
-    refundedByCancel: result.truths.filter((t) => t.refunded && result.outcomes.has(t.paymentRequestId))
-      .length,
+    refundedByCancel: result.truths.filter(
+      (t) => t.charged && t.cancelled && result.outcomes.has(t.paymentRequestId),
+    ).length,
   };
 }
 
@@ -109,7 +166,25 @@ export function formatReport(result: DemoResult, figures: DemoFigures = demoFigu
     ),
   );
   lines.push('');
-  lines.push('By scenario of the realistic mix');
+  const total = (counts: Record<FinalStatus | 'lost', number>) =>
+    Object.values(counts).reduce((a, b) => a + b, 0);
+  const unanswered = UNANSWERED.filter(([kind]) => total(figures.byPayAnswer[kind]) > 0);
+  lines.push(
+    `Pay answers: ${[...PAY_ANSWER_KINDS, ...unanswered].map(([kind, name]) => `${name} ${total(figures.byPayAnswer[kind])}`).join(', ')}`,
+  );
+  lines.push(`  by mode: ${PAY_MODES.map((mode) => `${mode} ${figures.byPayMode[mode]}`).join(', ')}`);
+  const kinds = [...PAY_ANSWER_KINDS, ...unanswered].filter(([kind]) => total(figures.byPayAnswer[kind]) > 0);
+  lines.push(
+    table(
+      ['pay answer', 'payments', ...STATUSES, 'lost'],
+      kinds.map(([kind, name]) => {
+        const counts = figures.byPayAnswer[kind];
+        return [name, total(counts), ...STATUSES.map((s) => counts[s]), counts.lost];
+      }),
+    ),
+  );
+  lines.push('');
+  lines.push('By scenario of the checkout mix');
   lines.push(
     table(
       ['scenario', ...STATUSES, 'lost'],
@@ -123,7 +198,8 @@ export function formatReport(result: DemoResult, figures: DemoFigures = demoFigu
     .join(', ');
   const faultTotal = Object.values(figures.faults).reduce((a, b) => a + b, 0);
   lines.push(
-    `Calls received by the simulator: inquiryPayment ${figures.inquiries}, cancelPayment ${figures.cancels}`,
+    `Calls received by the simulator: pay ${figures.pays}, inquiryPayment ${figures.inquiries}, ` +
+      `cancelPayment ${figures.cancels}, refund ${figures.refunds}`,
   );
   lines.push(`Faults injected: ${faultTotal}${faultList ? ` (${faultList})` : ''}`);
   lines.push(
@@ -139,7 +215,7 @@ export function formatReport(result: DemoResult, figures: DemoFigures = demoFigu
     lines.push(`  decided by ${source}: ${l.count} payments, p50 ${seconds(l.p50)}, p99 ${seconds(l.p99)}`);
   }
   lines.push(
-    `Charged, then refunded by our cancel (an answer was lost, so the lifecycle played safe): ${figures.refundedByCancel}`,
+    `Charged, then given back by our cancel (an answer was lost, so the lifecycle played safe): ${figures.refundedByCancel}`,
   );
   const reasons = new Map<string, number>();
   for (const o of rec.attention)
@@ -177,18 +253,20 @@ export function formatReport(result: DemoResult, figures: DemoFigures = demoFigu
 
 /** One plain progress line (no escape codes): for logs, pipes and CI. */
 export function progressLine(p: DemoProgress): string {
-  const states = STATES.map((s) => `${s} ${p.byState[s] ?? 0}`).join(', ');
+  const states = [...IN_FLIGHT, ...STATUSES].map((s) => `${s} ${p.byState[s] ?? 0}`).join(', ');
   return `progress: ${p.settled}/${p.total} settled, ${p.created} created; ${states} (${seconds(p.realElapsedMs)} s real, ${seconds(p.simElapsedMs)} s simulated)`;
 }
 
-/** The live display on a terminal: a bar and the counts per state, two lines. */
+/** The live display on a terminal: a bar, the lifecycles in flight per state, the outcomes so far. */
 export function progressBlock(p: DemoProgress, width = 40): string[] {
   const done = p.total === 0 ? 1 : p.settled / p.total;
   const filled = Math.round(done * width);
   const bar = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}]`;
   const percent = `${Math.floor(done * 100)}%`.padStart(4);
+  const counts = (states: readonly string[]) => states.map((s) => `${s} ${p.byState[s] ?? 0}`).join('  ');
   return [
     `${bar} ${percent}  ${p.settled}/${p.total} settled, ${p.created} created  ${seconds(p.realElapsedMs)} s (${seconds(p.simElapsedMs)} s simulated)`,
-    STATES.map((s) => `${s} ${p.byState[s] ?? 0}`).join('  '),
+    `in flight: ${counts(IN_FLIGHT)}`,
+    `outcomes:  ${counts(STATUSES)}`,
   ];
 }

@@ -1,22 +1,25 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { InspectionEvent } from 'xstate';
+import type { PayRowId } from '../../machines/decision-table.js';
 import type { LifecycleOutcome } from '../../machines/outcome.js';
 import { createAlipayPlusClient } from '../client/alipayplus-client.js';
 import { scaledClock } from '../engine/clock.js';
 import { createPaymentEngine } from '../engine/payment-engine.js';
 import { AlipayPlusLifecycleError } from '../errors.js';
+import type { PayMode } from '../protocol/pay.js';
 import type { DeliveryRecord } from '../simulator/notifier.js';
 import type { OrderTruth } from '../simulator/order-book.js';
 import { FAULT_KINDS } from '../simulator/scenario.js';
 import { type CallRecord, createSimulator } from '../simulator/simulator.js';
 import type { LifecycleStore } from '../stores/store.js';
+import { demoPayMode, demoPayRequest } from './checkout.js';
 import { type Reconciliation, reconcile, watchClient } from './reconcile.js';
 
 /** What `runDemo` takes. Every field but `store` has a default (see docs/configuration.md). */
 export interface DemoOptions {
-  /** Payments to create and track. Default 300. */
+  /** Payments to start with `engine.pay`. Default 300. */
   payments?: number;
   /** Probability of an injected fault per Alipay+ call, spread evenly over the fault kinds. Default 0.05. */
   faultRate?: number;
@@ -27,9 +30,9 @@ export interface DemoOptions {
   /** Where the engine keeps lifecycles. It must be empty; `runDemo` opens and closes it. */
   store: LifecycleStore;
   /**
-   * Simulated ms between two new payments. Default 1000: a payment of unknown result every
-   * simulated second, which at 60× keeps this 2-core machine's event loop out of overload (an
-   * overloaded loop turns answers into client timeouts, which the demo would then measure).
+   * Simulated ms between two new payments. Default 1000: a pay every simulated second, which at
+   * 60× keeps this 2-core machine's event loop out of overload (an overloaded loop turns answers
+   * into client timeouts, which the demo would then measure).
    */
   arrivalGapMs?: number;
   /**
@@ -51,10 +54,22 @@ export interface DemoProgress {
   total: number;
   created: number;
   settled: number;
-  /** Lifecycles per top-level state (`awaitingResult`, `cancelling`, `succeeded`, ...). */
+  /** Lifecycles per top-level state (`paying`, `awaitingResult`, `cancelling`, `succeeded`, ...). */
   byState: Record<string, number>;
   realElapsedMs: number;
   simElapsedMs: number;
+}
+
+/** How a payment's pay was answered, classified by the pay table. */
+export interface PayAnswer {
+  mode: PayMode;
+  /**
+   * The pay table's row. Absent when no answer reached the client before the lifecycle stopped
+   * waiting for it (a notification settled the payment first), or when no pay was sent.
+   */
+  row?: PayRowId;
+  /** The answer's result code, or `NO_RESULT:<reason>`. */
+  code?: string;
 }
 
 /** Everything a run produced: the report is computed from this. */
@@ -63,7 +78,10 @@ export interface DemoResult {
   faultRate: number;
   seed: number;
   speed: number;
+  /** Every payment the demo started, in order. */
   tracked: string[];
+  /** The answer to each payment's pay. */
+  payAnswers: Map<string, PayAnswer>;
   outcomes: Map<string, LifecycleOutcome>;
   truths: OrderTruth[];
   calls: CallRecord[];
@@ -94,11 +112,12 @@ function topState(state: string): string {
 }
 
 /**
- * Runs the whole stack in this process on loopback: the Alipay+ simulator (realistic mix, seeded
+ * Runs the whole stack in this process on loopback: the Alipay+ simulator (checkout mix, seeded
  * faults) and the engine share one compressed clock; the engine's notification handler listens on
- * its own port; payments arrive at a steady pace, and the run ends when every payment has its
- * outcome (or the grace period after the last expiry passes). Everything it started is stopped
- * before it resolves, and the store is closed.
+ * its own port, and is every pay's `paymentNotifyUrl`; payments arrive at a steady pace, each
+ * started with `engine.pay` (its lifecycle is stored before the pay is sent), and the run ends when
+ * every payment has its outcome (or the grace period after the last expiry passes). Everything it
+ * started is stopped before it resolves, and the store is closed.
  */
 export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const payments = options.payments ?? 300;
@@ -119,7 +138,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     clientId: CLIENT_ID,
     acqpPublicKey: acqpPublicPem,
     now: clock.now,
-    mix: 'realistic',
+    mix: 'checkout',
     seed,
     // Spread like `faultRate`, but with latencies that fit a compressed clock: the simulator's
     // default (up to 1.5 real seconds) would be a minute and a half of simulated time at 60×.
@@ -143,7 +162,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     privateKey: acqpPrivatePem,
     alipayPublicKey: sim.publicKeyPem,
     // Real milliseconds: a second is long for loopback and short enough to keep the run brisk.
-    timeouts: { inquiryMs: 1_000, cancelMs: 1_000 },
+    timeouts: { inquiryMs: 1_000, cancelMs: 1_000, payMs: 1_000, refundMs: 1_000 },
     now: clock.now,
   });
 
@@ -156,11 +175,21 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     allSettled = resolve;
   });
 
+  // The notification endpoint listens first: its URL is every pay's paymentNotifyUrl.
+  let notify: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  const server = createServer((req, res) => (notify ? notify(req, res) : res.writeHead(503).end()));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const notifyUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}${NOTIFY_PATH}`;
+
   const watched = watchClient(client);
   const engine = createPaymentEngine({
     client: watched.client,
     store,
     clock,
+    paymentNotifyUrl: notifyUrl,
     ...(options.inspect ? { inspect: options.inspect } : {}),
   });
   engine.on('transition', (t) => states.set(t.paymentRequestId, t.to));
@@ -175,15 +204,16 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   // An EventEmitter without an 'error' listener throws; the demo reports engine errors instead.
   engine.on('error', (error) => engineErrors.push(error.message));
 
-  const server = createServer(
-    engine.notificationHandler({
-      path: NOTIFY_PATH,
-      clientId: CLIENT_ID,
-      alipayPublicKey: sim.publicKeyPem,
-      privateKey: acqpPrivatePem,
-    }),
-  );
+  notify = engine.notificationHandler({
+    path: NOTIFY_PATH,
+    clientId: CLIENT_ID,
+    alipayPublicKey: sim.publicKeyPem,
+    privateKey: acqpPrivatePem,
+  });
   const tracked: string[] = [];
+  const payAnswers = new Map<string, PayAnswer>();
+  /** The pays in flight: each resolves once its answer is decided. */
+  const paying: Promise<void>[] = [];
   let progressTimer: NodeJS.Timeout | undefined;
   const progress = (): DemoProgress => {
     const byState: Record<string, number> = {};
@@ -214,11 +244,6 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         'the store already holds lifecycles, and the demo reconciles every lifecycle it finds against a fresh simulator: give an empty store (--store memory, or sqlite:PATH of a new file)',
       );
     }
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve());
-    });
-    const notifyUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}${NOTIFY_PATH}`;
     // One signed round trip before the first payment: the first HTTP call of a process compiles
     // undici's parser and warms the signing code, a few hundred real ms that a compressed clock
     // would otherwise charge to the first payments as minutes of latency.
@@ -235,33 +260,43 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     const isInterrupted = () => options.signal?.aborted === true;
 
     // Arrivals at a steady simulated pace; when the process falls behind, the overdue ones go at once.
+    // Each pay runs on its own: a pay whose answer is slow must not hold up the next arrival.
     const simStart = clock.now();
     let lastExpiry = simStart;
     while (tracked.length < payments && !isInterrupted()) {
       const due = Math.min(payments, Math.floor((clock.now() - simStart) / gap) + 1);
       while (tracked.length < due) {
-        const id = demoPaymentId(seed, tracked.length);
-        const order = sim.createOrder({
-          paymentRequestId: id,
-          amount: { currency: 'JPY', value: String(100 + ((tracked.length * 7_919) % 9_900)) },
-          notifyUrl,
-        });
+        const index = tracked.length;
+        const id = demoPaymentId(seed, index);
+        const amount = { currency: 'JPY', value: String(100 + ((index * 7_919) % 9_900)) };
         tracked.push(id);
-        states.set(id, 'awaitingResult');
-        lastExpiry = Math.max(lastExpiry, order.expiresAt);
-        const view = await engine.track({
-          paymentRequestId: id,
-          amount: order.amount,
-          createdAt: order.createdAt,
-          paymentExpiryTime: order.expiresAt,
-        });
-        if (!outcomes.has(id)) states.set(id, view.state);
+        states.set(id, 'paying');
+        payAnswers.set(id, { mode: demoPayMode(index) });
+        const request = demoPayRequest(id, index, amount, clock.now());
+        paying.push(
+          engine.pay(request).then(
+            (view) => {
+              const pay = view.context.pay;
+              const answer: PayAnswer = { mode: pay?.mode ?? demoPayMode(index) };
+              if (pay?.row) answer.row = pay.row;
+              if (pay?.lastCode) answer.code = pay.lastCode;
+              payAnswers.set(id, answer);
+              lastExpiry = Math.max(lastExpiry, view.context.expiresAt);
+              if (!outcomes.has(id)) states.set(id, view.state);
+            },
+            (error: unknown) => {
+              engineErrors.push(`pay ${id}: ${error instanceof Error ? error.message : String(error)}`);
+            },
+          ),
+        );
       }
       if (tracked.length < payments) {
         const wait = (simStart + tracked.length * gap - clock.now()) / speed;
         await new Promise((resolve) => setTimeout(resolve, Math.max(1, wait)));
       }
     }
+    // Every pay's answer is in (each is bounded by the client's pay timeout): the expiries are known.
+    await Promise.race([Promise.all(paying), interrupted]);
 
     // Wait for every outcome, or until the grace period after the last expiry has passed.
     let deadlineTimer: NodeJS.Timeout | undefined;
@@ -278,11 +313,20 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       interrupted.then(() => 'interrupted' as const),
     ]);
     clearTimeout(deadlineTimer);
+    // What came back to the client, also when a notification had settled the payment first (its
+    // answer then arrived after engine.pay resolved, or the lifecycle abandoned the call).
+    for (const [id, seen] of watched.payAnswers()) {
+      const answer = payAnswers.get(id);
+      if (answer) payAnswers.set(id, { ...answer, row: seen.row, code: seen.code });
+    }
     truths = sim.orders();
     calls = sim.calls().filter((call) => call.paymentRequestId !== WARM_UP_ID);
     notifications = sim.notifications();
   } finally {
     clearInterval(progressTimer);
+    // A pay still being started would store and start its lifecycle after the engine stopped:
+    // let them finish first (each is bounded by the pay timeout).
+    await Promise.all(paying);
     await engine.stop();
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -298,6 +342,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     seed,
     speed,
     tracked,
+    payAnswers,
     outcomes,
     truths,
     calls,

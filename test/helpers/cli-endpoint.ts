@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createSimulator, type Simulator } from '../../src/simulator/index.js';
+import { createSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/index.js';
 import { generateTestKeyPair } from './keys.js';
 import { ownedTempDir } from './temp-dir.js';
 
@@ -21,11 +21,14 @@ export interface CliEndpoint {
   stop(): Promise<void>;
 }
 
-export async function startCliEndpoint(): Promise<CliEndpoint> {
+/** @param simulator options of the simulator beyond its Client-Id and key (a clock, scenarios, ...) */
+export async function startCliEndpoint(
+  simulator: Omit<SimulatorOptions, 'clientId' | 'acqpPublicKey'> = {},
+): Promise<CliEndpoint> {
   const { dir, remove } = ownedTempDir('apl-cli-endpoint-');
   const acqp = generateTestKeyPair();
   const stranger = generateTestKeyPair();
-  const sim = createSimulator({ clientId: CLI_CLIENT_ID, acqpPublicKey: acqp.publicPem });
+  const sim = createSimulator({ ...simulator, clientId: CLI_CLIENT_ID, acqpPublicKey: acqp.publicPem });
   await sim.start();
   const file = (name: string, text: string) => {
     const path = join(dir, name);
