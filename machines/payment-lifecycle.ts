@@ -1043,9 +1043,13 @@ function payTransitions() {
 
 /** The guarded transitions of the inquiry made past the cancel window (WINDOW_CLOSED_TABLE). */
 function windowCheckTransitions() {
-  const settleAs = (status: FinalStatus, attentionReason?: AttentionReason) => ({
-    type: 'settleAfterWindow',
-    params: attentionReason ? { status, attentionReason } : { status },
+  const settleAs = (guard: string, status: FinalStatus, attentionReason?: AttentionReason) => ({
+    guard,
+    target: `#paymentLifecycle.${status}`,
+    actions: [
+      'recordAnswer',
+      { type: 'settleAfterWindow', params: attentionReason ? { status, attentionReason } : { status } },
+    ],
   });
   return [
     {
@@ -1053,37 +1057,13 @@ function windowCheckTransitions() {
       target: '#paymentLifecycle.refunding',
       actions: ['recordAnswer', 'startRefund'],
     },
-    {
-      guard: 'isPaid',
-      target: '#paymentLifecycle.attention',
-      actions: ['recordAnswer', settleAs('attention', 'refund-due')],
-    },
-    {
-      guard: 'isOrderClosed',
-      target: '#paymentLifecycle.closed',
-      actions: ['recordAnswer', settleAs('closed')],
-    },
-    {
-      guard: 'isPaymentFailed',
-      target: '#paymentLifecycle.failed',
-      actions: ['recordAnswer', settleAs('failed')],
-    },
-    {
-      guard: 'isIntegrationFault',
-      target: '#paymentLifecycle.attention',
-      actions: ['recordAnswer', settleAs('attention', 'integration-fault')],
-    },
-    {
-      guard: 'isCallFailed',
-      target: '#paymentLifecycle.failed',
-      actions: ['recordAnswer', settleAs('failed')],
-    },
+    settleAs('isPaid', 'attention', 'refund-due'),
+    settleAs('isOrderClosed', 'closed'),
+    settleAs('isPaymentFailed', 'failed'),
+    settleAs('isIntegrationFault', 'attention', 'integration-fault'),
+    settleAs('isCallFailed', 'failed'),
     // Not final (in process, not known, U, no result): ask again, a bounded number of times.
-    {
-      guard: 'isWindowCheckBudgetSpent',
-      target: '#paymentLifecycle.attention',
-      actions: ['recordAnswer', settleAs('attention', 'unresolved-after-window')],
-    },
+    settleAs('isWindowCheckBudgetSpent', 'attention', 'unresolved-after-window'),
     { target: 'retryWait', actions: ['recordAnswer', 'scheduleWindowCheck'] },
   ] as never[];
 }

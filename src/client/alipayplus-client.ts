@@ -129,7 +129,7 @@ export function createAlipayPlusClient(options: AlipayPlusClientOptions): Alipay
     : new Agent({ connections: config.connections, keepAliveTimeout: 30_000 });
   const dispatcher: Dispatcher = config.dispatcher ?? (ownDispatcher as Agent);
   const now = config.now ?? Date.now;
-  const { clientId, keyVersion } = config;
+  const { clientId, keyVersion, timeouts } = config;
 
   async function call<T extends z.ZodType>(
     api: ApiName,
@@ -240,39 +240,21 @@ export function createAlipayPlusClient(options: AlipayPlusClientOptions): Alipay
     clientId,
     baseUrl: config.baseUrl,
     // A bad request is the caller's bug, not a network problem: it is refused before anything is sent.
-    pay: async (request, callOptions) => {
+    pay: async (request, o) => {
       parseOrThrow(PayRequest, request, 'pay request');
-      return call('pay', JSON.stringify(request), config.timeouts.payMs, PayResponse, callOptions?.signal);
+      return call('pay', JSON.stringify(request), timeouts.payMs, PayResponse, o?.signal);
     },
-    inquiryPayment: async (ref, callOptions) => {
+    inquiryPayment: async (ref, o) => {
       parseOrThrow(PaymentRef, ref, 'inquiryPayment reference');
-      return call(
-        'inquiryPayment',
-        refBody(ref),
-        config.timeouts.inquiryMs,
-        InquiryPaymentResponse,
-        callOptions?.signal,
-      );
+      return call('inquiryPayment', refBody(ref), timeouts.inquiryMs, InquiryPaymentResponse, o?.signal);
     },
-    cancelPayment: async (ref, callOptions) => {
+    cancelPayment: async (ref, o) => {
       parseOrThrow(PaymentRef, ref, 'cancelPayment reference');
-      return call(
-        'cancelPayment',
-        refBody(ref),
-        config.timeouts.cancelMs,
-        CancelPaymentResponse,
-        callOptions?.signal,
-      );
+      return call('cancelPayment', refBody(ref), timeouts.cancelMs, CancelPaymentResponse, o?.signal);
     },
-    refund: async (request, callOptions) => {
+    refund: async (request, o) => {
       parseOrThrow(RefundRequest, request, 'refund request');
-      return call(
-        'refund',
-        JSON.stringify(request),
-        config.timeouts.refundMs,
-        RefundResponse,
-        callOptions?.signal,
-      );
+      return call('refund', JSON.stringify(request), timeouts.refundMs, RefundResponse, o?.signal);
     },
     close: async () => {
       await ownDispatcher?.close();

@@ -14,6 +14,8 @@ export {
   type PaymentEngine,
   type PaymentEngineOptions,
   type PaymentView,
+  type PayOptions,
   type TransitionEvent,
 } from './payment-engine.js';
+export { DEFAULT_MAX_PAY_EXPIRY_MS } from './pay-input.js';
 export { TrackInput } from './track-input.js';
