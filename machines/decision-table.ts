@@ -175,6 +175,11 @@ export const CANCEL_TABLE = [
     guard: 'isCancelOfUnknownExpiredOrder',
   },
   {
+    answer: 'F, ORDER_NOT_EXIST, before the payment has expired',
+    target: 'retry, not counted as a refusal: a pay may still be on its way (a close while the pay is out)',
+    guard: '(default)',
+  },
+  {
     answer: 'F, any other code',
     target: `retry; after maxCancelFailures F answers, attention`,
     guard: 'isCancelRefused / isCancelRefusedTooOften',

@@ -190,6 +190,19 @@ function callCode(outcome: { kind: string; result?: { resultCode: string }; reas
   return outcome.kind === 'answer' ? (outcome.result?.resultCode ?? '?') : `NO_RESULT:${outcome.reason}`;
 }
 
+/**
+ * An F answer to a cancel that counts towards `maxCancelFailures`. ORDER_NOT_EXIST does not: before
+ * expiry a pay may still be on its way to Alipay+ (a merchant who closes while the pay is out), so
+ * the cancel is sent again, like after a U; once the payment has expired it is `closed`.
+ */
+function isCancelRefusal(outcome: CancelOutcome): boolean {
+  return (
+    outcome.kind === 'answer' &&
+    outcome.result.resultStatus === 'F' &&
+    outcome.result.resultCode !== 'ORDER_NOT_EXIST'
+  );
+}
+
 function cancelOf(event: AnyEvent): CancelOutcome {
   const output = event.output as CallResult<CancelOutcome> | undefined;
   if (output?.outcome) return output.outcome;
@@ -443,19 +456,10 @@ export const paymentLifecycleMachine = setup({
         timeOf(context, event) >= context.expiresAt
       );
     },
-    isCancelRefused: ({ event }) => {
-      const outcome = cancelOf(event);
-      return outcome.kind === 'answer' && outcome.result.resultStatus === 'F';
-    },
-    isCancelRefusedTooOften: ({ context, event }) => {
-      const outcome = cancelOf(event);
-      const failures = (context.cancel?.failures ?? 0) + 1;
-      return (
-        outcome.kind === 'answer' &&
-        outcome.result.resultStatus === 'F' &&
-        failures >= context.policy.maxCancelFailures
-      );
-    },
+    isCancelRefused: ({ event }) => isCancelRefusal(cancelOf(event)),
+    isCancelRefusedTooOften: ({ context, event }) =>
+      isCancelRefusal(cancelOf(event)) &&
+      (context.cancel?.failures ?? 0) + 1 >= context.policy.maxCancelFailures,
     // Both the planned attempt and the present must be inside the window: after a restore that comes
     // back past the window's end, the retry timer fires at once too, and must not send a cancel.
     isCancelRetryBeforeWindowEnds: ({ context }) =>
@@ -588,7 +592,7 @@ export const paymentLifecycleMachine = setup({
       const outcome = cancelOf(event);
       const now = timeOf(context, event);
       const cancel = context.cancel as CancelProgress;
-      const refused = outcome.kind === 'answer' && outcome.result.resultStatus === 'F';
+      const refused = isCancelRefusal(outcome);
       const base = scheduleAt(context.policy.cancelRetryScheduleMs, cancel.attempts - 1);
       const wait = isTrafficLimited(outcome) ? base * context.policy.trafficLimitMultiplier : base;
       return {

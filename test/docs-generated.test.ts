@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { PAY_DECISION_TABLE } from '../machines/index.js';
 import { embedDiagram, lifecycleJson, lifecycleMermaid } from '../src/diagram.js';
 import { resultTableMarkdown } from '../src/result-table-doc.js';
 
@@ -30,10 +31,16 @@ describe('generated docs are up to date (run `npm run diagram` after changing th
       'lastLook',
       'requesting',
       'retryWait',
+      'starting',
+      'checking',
+      'sending',
     ]) {
       expect(mermaid).toContain(`${state} -->`);
     }
-    for (const final of ['succeeded', 'failed', 'closed', 'cancelled', 'attention']) {
+    for (const parent of ['paying', 'awaitingResult', 'cancelling', 'windowClosed', 'refunding']) {
+      expect(mermaid).toContain(`state ${parent} {`);
+    }
+    for (const final of ['succeeded', 'failed', 'closed', 'cancelled', 'refunded', 'attention']) {
       expect(mermaid).toContain(`${final} --> [*]`);
     }
     for (const guard of [
@@ -42,6 +49,12 @@ describe('generated docs are up to date (run `npm run diagram` after changing th
       'isPaymentFailed',
       'isStillProcessing',
       'isOrderNotYetKnown',
+      ...PAY_DECISION_TABLE.map((row) => row.guard),
+      'isPaidWithAutoRefund',
+      'isWindowCheckBudgetSpent',
+      'isRefunded',
+      'isRefundRefused',
+      'isCancelOfUnknownExpiredOrder',
     ]) {
       expect(mermaid).toContain(`[${guard}]`);
     }

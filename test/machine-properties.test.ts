@@ -1,18 +1,46 @@
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
-import type { FinalStatus, LifecycleInput, LifecycleOutcome } from '../machines/index.js';
-import type { CancelOutcome, InquiryOutcome, NotifyPaymentRequest } from '../src/index.js';
-import { answers, baseInput, LifecycleHarness, notifications, T0 } from './helpers/lifecycle-harness.js';
+import {
+  type FinalStatus,
+  type LifecycleInput,
+  type LifecycleOutcome,
+  refundRequestIdFor,
+} from '../machines/index.js';
+import type {
+  CancelOutcome,
+  InquiryOutcome,
+  NotifyPaymentRequest,
+  PayOutcome,
+  RefundOutcome,
+} from '../src/index.js';
+import { PAY_MODES, type PayMode } from '../src/protocol/pay.js';
+import {
+  answers,
+  baseInput,
+  LifecycleHarness,
+  notifications,
+  type PendingCall,
+  T0,
+} from './helpers/lifecycle-harness.js';
 
 /**
- * Property tests of the lifecycle statechart: random interleavings of inquiry answers, cancel answers,
- * notifications, merchant CLOSE and time, on the real machine (SimulatedClock, scripted calls).
- * Answers and notifications are named by short labels so that a shrunk counterexample reads as a script.
+ * Property tests of the lifecycle statechart: random interleavings of pay answers, inquiry answers,
+ * cancel answers, refund answers, notifications, merchant CLOSE and time, on the real machine
+ * (SimulatedClock, scripted calls). A lifecycle is tracked (its pay went out elsewhere) or starts by
+ * pay, in a random mode, possibly only once it has expired. Answers and notifications are named by
+ * short labels so that a shrunk counterexample reads as a script.
  */
 
 const HOUR = 3_600_000;
-const FINAL_STATUSES: readonly FinalStatus[] = ['succeeded', 'failed', 'closed', 'cancelled', 'attention'];
+const FINAL_STATUSES: readonly FinalStatus[] = [
+  'succeeded',
+  'failed',
+  'closed',
+  'cancelled',
+  'refunded',
+  'attention',
+];
 const OTHER_AMOUNT = { currency: 'JPY', value: '999' };
 
 const INQUIRY_FINAL = {
@@ -50,10 +78,47 @@ const CANCEL_AGAIN = {
   'F:PROCESS_FAIL': () => answers.cancelF('PROCESS_FAIL'),
   'F:INVALID_SIGNATURE': () => answers.cancelF('INVALID_SIGNATURE'),
   'F:SOME_NEW_REFUSAL': () => answers.cancelF('SOME_NEW_REFUSAL'),
+  /** Final (closed) at or after expiry; before it, a refusal like any other. */
+  'F:ORDER_NOT_EXIST': () => answers.cancelF('ORDER_NOT_EXIST'),
   'no-result': () => answers.cancelNoResult(),
 } satisfies Record<string, () => CancelOutcome>;
 
 const CANCEL_ANSWERS: Record<string, () => CancelOutcome> = { ...CANCEL_FINAL, ...CANCEL_AGAIN };
+
+const ORDER_CODE_FORM = { codeDetails: [{ codeValueType: 'QRCODE', codeValue: 'https://qr.example/1' }] };
+
+/** Pay answers that end the lifecycle in a user-presented or cashier pay. */
+const PAY_FINAL = {
+  S: () => answers.payS(),
+  'S:order-code-form': () => answers.payS({ orderCodeForm: ORDER_CODE_FORM }),
+  'F:USER_BALANCE_NOT_ENOUGH': () => answers.payF('USER_BALANCE_NOT_ENOUGH'),
+  'F:EXPIRED_CODE': () => answers.payF('EXPIRED_CODE'),
+  'F:INVALID_SIGNATURE': () => answers.payF('INVALID_SIGNATURE'),
+  'F:REPEAT_REQ_INCONSISTENT': () => answers.payF('REPEAT_REQ_INCONSISTENT'),
+} satisfies Record<string, () => PayOutcome>;
+
+const PAY_AGAIN = {
+  'U:PAYMENT_IN_PROCESS': () => answers.payU('PAYMENT_IN_PROCESS'),
+  'U:UNKNOWN_EXCEPTION': () => answers.payU('UNKNOWN_EXCEPTION'),
+  'no-result:timeout': () => answers.payNoResult('timeout'),
+  'no-result:network': () => answers.payNoResult('network'),
+} satisfies Record<string, () => PayOutcome>;
+
+const PAY_ANSWERS: Record<string, () => PayOutcome> = { ...PAY_FINAL, ...PAY_AGAIN };
+
+const REFUND_FINAL = {
+  S: () => answers.refundS(),
+  'F:REFUND_AMOUNT_EXCEED': () => answers.refundF('REFUND_AMOUNT_EXCEED'),
+  'F:SOME_NEW_REFUSAL': () => answers.refundF('SOME_NEW_REFUSAL'),
+} satisfies Record<string, () => RefundOutcome>;
+
+const REFUND_AGAIN = {
+  'U:UNKNOWN_EXCEPTION': () => answers.refundU('UNKNOWN_EXCEPTION'),
+  'U:REQUEST_TRAFFIC_EXCEED_LIMIT': () => answers.refundU('REQUEST_TRAFFIC_EXCEED_LIMIT'),
+  'no-result': () => answers.refundNoResult(),
+} satisfies Record<string, () => RefundOutcome>;
+
+const REFUND_ANSWERS: Record<string, () => RefundOutcome> = { ...REFUND_FINAL, ...REFUND_AGAIN };
 
 const NOTIFICATIONS: Record<string, () => NotifyPaymentRequest> = {
   paid: () => notifications.paid(),
@@ -64,8 +129,10 @@ const NOTIFICATIONS: Record<string, () => NotifyPaymentRequest> = {
 };
 
 type Command =
+  | { t: 'pay'; answer: string }
   | { t: 'inquiry'; answer: string }
   | { t: 'cancel'; answer: string }
+  | { t: 'refund'; answer: string }
   | { t: 'notify'; notification: string }
   | { t: 'close' }
   | { t: 'advance'; ms: number }
@@ -73,25 +140,56 @@ type Command =
 
 interface Scenario {
   input: LifecycleInput;
+  /** When the lifecycle starts (the harness clock starts there too). */
+  startAt: number;
   commands: Command[];
+  fallbackPay: string;
   fallbackInquiries: string[];
   fallbackCancels: string[];
+  /** How the inquiries made once the cancel window has closed are answered: "paid" is likelier there. */
+  fallbackWindowChecks: string[];
+  /** Ends with a final answer, so that a refund cannot be retried forever. */
+  fallbackRefunds: string[];
   /** Sent once, when the first cancel call is pending during the drive: a notification racing the cancel. */
   notifyWhileCancelling: string | undefined;
+  /** Sent once, when a window check is first pending during the drive. */
+  notifyWhileWindowClosed: string | undefined;
+  /** Sent once, when a refund is first pending during the drive. */
+  notifyWhileRefunding: string | undefined;
 }
 
 const inquiryAnswerArb = fc.oneof(
   { arbitrary: fc.constantFrom(...Object.keys(INQUIRY_FINAL)), weight: 1 },
   { arbitrary: fc.constantFrom(...Object.keys(INQUIRY_AGAIN)), weight: 4 },
 );
+const windowCheckAnswerArb = fc.oneof(
+  { arbitrary: fc.constantFrom('paid', 'paid-other-amount'), weight: 2 },
+  { arbitrary: fc.constantFrom(...Object.keys(INQUIRY_FINAL)), weight: 1 },
+  { arbitrary: fc.constantFrom(...Object.keys(INQUIRY_AGAIN)), weight: 2 },
+);
 const cancelAnswerArb = fc.oneof(
   { arbitrary: fc.constantFrom(...Object.keys(CANCEL_FINAL)), weight: 1 },
   { arbitrary: fc.constantFrom(...Object.keys(CANCEL_AGAIN)), weight: 3 },
 );
 
+const payAnswerArb = fc.oneof(
+  { arbitrary: fc.constantFrom(...Object.keys(PAY_FINAL)), weight: 1 },
+  { arbitrary: fc.constantFrom(...Object.keys(PAY_AGAIN)), weight: 2 },
+);
+const refundFinalArb = fc.oneof(
+  { arbitrary: fc.constant('S'), weight: 1 },
+  { arbitrary: fc.constantFrom(...Object.keys(REFUND_FINAL).filter((label) => label !== 'S')), weight: 1 },
+);
+const refundAnswerArb = fc.oneof(
+  { arbitrary: refundFinalArb, weight: 1 },
+  { arbitrary: fc.constantFrom(...Object.keys(REFUND_AGAIN)), weight: 2 },
+);
+
 const commandArb: fc.Arbitrary<Command> = fc.oneof(
+  { arbitrary: fc.record({ t: fc.constant('pay' as const), answer: payAnswerArb }), weight: 1 },
   { arbitrary: fc.record({ t: fc.constant('inquiry' as const), answer: inquiryAnswerArb }), weight: 6 },
   { arbitrary: fc.record({ t: fc.constant('cancel' as const), answer: cancelAnswerArb }), weight: 4 },
+  { arbitrary: fc.record({ t: fc.constant('refund' as const), answer: refundAnswerArb }), weight: 1 },
   {
     arbitrary: fc.record({
       t: fc.constant('notify' as const),
@@ -135,10 +233,30 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc
     expiryViaPolicy: fc.boolean(),
     /** undefined: the default window (00:15 UTC+8 the next day, about 13 h after T0). */
     cancelWindowAfterExpiryMs: fc.option(fc.integer({ min: 0, max: 2 * HOUR }), { nil: undefined, freq: 3 }),
+    autoRefund: fc.boolean(),
+    /** undefined: the default (10). */
+    maxWindowChecks: fc.option(fc.integer({ min: 1, max: 4 }), { nil: undefined, freq: 3 }),
+    /** undefined: tracked (its pay went out elsewhere); else the lifecycle starts by pay in this mode. */
+    payMode: fc.option(fc.constantFrom(...PAY_MODES), { nil: undefined, freq: 3 }),
+    /** Start some time after creation: as a fraction of the expiry, beyond 1 (no pay any more) included. */
+    startFraction: fc.option(
+      fc.oneof(
+        { arbitrary: fc.double({ min: 0, max: 1.5, noNaN: true }), weight: 4 },
+        { arbitrary: fc.constant(1), weight: 1 },
+      ),
+      { nil: undefined, freq: 2 },
+    ),
     commands: fc.array(commandArb, { maxLength: 40 }),
+    fallbackPay: payAnswerArb,
     fallbackInquiries: fc.array(inquiryAnswerArb, { minLength: 1, maxLength: 4 }),
     fallbackCancels: fc.array(cancelAnswerArb, { minLength: 1, maxLength: 4 }),
+    fallbackWindowChecks: fc.array(windowCheckAnswerArb, { minLength: 1, maxLength: 4 }),
+    fallbackRefunds: fc
+      .tuple(fc.array(refundAnswerArb, { maxLength: 3 }), refundFinalArb)
+      .map(([head, last]) => [...head, last]),
     notifyWhileCancelling: fc.option(fc.constantFrom(...Object.keys(NOTIFICATIONS)), { nil: undefined }),
+    notifyWhileWindowClosed: fc.option(fc.constantFrom(...Object.keys(NOTIFICATIONS)), { nil: undefined }),
+    notifyWhileRefunding: fc.option(fc.constantFrom(...Object.keys(NOTIFICATIONS)), { nil: undefined }),
   })
   .map((r): Scenario => {
     const policy: NonNullable<LifecycleInput['policy']> = {
@@ -147,19 +265,30 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc
       maxCancelFailures: r.maxCancelFailures,
       trafficLimitMultiplier: r.trafficLimitMultiplier,
       cancelRetryScheduleMs: r.cancelRetryScheduleMs,
+      autoRefund: r.autoRefund,
     };
     if (r.awaitNotificationAfter !== undefined) policy.awaitNotificationAfter = r.awaitNotificationAfter;
+    if (r.maxWindowChecks !== undefined) policy.maxWindowChecks = r.maxWindowChecks;
     if (r.expiryViaPolicy) policy.defaultExpiryMs = r.expiryMs;
     const input = baseInput({ policy });
     if (!r.expiryViaPolicy) input.expiresAt = T0 + r.expiryMs;
     if (r.cancelWindowAfterExpiryMs !== undefined)
       input.cancelWindowEndsAt = T0 + r.expiryMs + r.cancelWindowAfterExpiryMs;
+    if (r.payMode !== undefined) input.pay = { mode: r.payMode };
+    const startAt = T0 + Math.round((r.startFraction ?? 0) * r.expiryMs);
+    if (startAt > T0) input.startedAt = startAt;
     return {
       input,
+      startAt,
       commands: r.commands,
+      fallbackPay: r.fallbackPay,
       fallbackInquiries: r.fallbackInquiries,
       fallbackCancels: r.fallbackCancels,
+      fallbackWindowChecks: r.fallbackWindowChecks,
+      fallbackRefunds: r.fallbackRefunds,
       notifyWhileCancelling: r.notifyWhileCancelling,
+      notifyWhileWindowClosed: r.notifyWhileWindowClosed,
+      notifyWhileRefunding: r.notifyWhileRefunding,
     };
   });
 
@@ -169,24 +298,47 @@ const count = (key: string) => coverage.set(key, (coverage.get(key) ?? 0) + 1);
 
 const DRIVE_STEP_CAP = 5_000;
 
+/** States in which a notification no longer changes the outcome: it is recorded as late. */
+const LATE_STATES = ['cancelling', 'windowClosed', 'refunding'];
+const CODE_MODES: readonly PayMode[] = ['order-code', 'entry-code'];
+
+type AnyCall = PendingCall<InquiryOutcome | CancelOutcome | PayOutcome | RefundOutcome>;
+
+const isPaidAnswer = (outcome: InquiryOutcome) =>
+  outcome.kind === 'answer' &&
+  outcome.result.resultStatus === 'S' &&
+  outcome.paymentResult?.resultStatus === 'S';
+
 /** Applies one scenario to a fresh harness, checking the invariants after every step. */
 class PropertyRun {
   readonly h: LifecycleHarness;
+  readonly paymentRequestId: string;
   readonly expiresAt: number;
   readonly cancelWindowEndsAt: number;
   readonly maxInquiries: number;
+  readonly maxWindowChecks: number;
+  readonly payMode: PayMode | undefined;
   /** Cancel calls made when a success was first observed; none may follow. */
   private cancelsAtSuccess: number | undefined;
   private cancellingStarted = false;
   private firstFinal: { value: unknown; output: LifecycleOutcome | undefined } | undefined;
   private readonly states = new Set<string>();
+  /** The answer each call got, in the order the machine received them. */
+  private readonly answered = new Map<AnyCall, InquiryOutcome | CancelOutcome | PayOutcome | RefundOutcome>();
+  /** When Alipay+ first said CANCEL_WINDOW_EXCEED. */
+  private windowExceededAt: number | undefined;
+  /** The pay answer that reached the machine while it was paying, if any. */
+  private payDecision: { label: string; at: number } | undefined;
 
   constructor(readonly scenario: Scenario) {
-    this.h = new LifecycleHarness(scenario.input);
+    this.h = new LifecycleHarness(scenario.input, undefined, scenario.startAt);
     const context = this.h.context();
+    this.paymentRequestId = context.paymentRequestId;
     this.expiresAt = context.expiresAt;
     this.cancelWindowEndsAt = context.cancelWindowEndsAt;
     this.maxInquiries = context.policy.maxInquiries;
+    this.maxWindowChecks = context.policy.maxWindowChecks;
+    this.payMode = context.pay?.mode;
   }
 
   fail(message: string): never {
@@ -195,6 +347,18 @@ class PropertyRun {
       `${message}\n  state ${this.h.state()}, now T0+${this.h.now() - T0}, expiresAt T0+${this.expiresAt - T0}, ` +
         `cancelWindowEndsAt T0+${this.cancelWindowEndsAt - T0}\n  calls: ${log.join(' ')}`,
     );
+  }
+
+  private isLate(): boolean {
+    const state = this.h.state();
+    return LATE_STATES.some((late) => state.startsWith(late));
+  }
+
+  /** Calls before the first cancel: the pay and the inquiries of the open lifecycle. */
+  private beforeFirstCancel(): AnyCall[] {
+    const calls = this.h.calls;
+    const first = calls.findIndex((c) => c.kind === 'cancel');
+    return first < 0 ? calls : calls.slice(0, first);
   }
 
   /** The invariants that must hold after every step. */
@@ -230,8 +394,9 @@ class PropertyRun {
           `${this.h.cancels().length} now)`,
       );
 
-    // 4. No inquiry sent after expiry, except a single last look.
-    const inquiries = this.h.inquiries();
+    // 4. No inquiry of the open lifecycle sent after expiry, except a single last look.
+    const open = this.beforeFirstCancel();
+    const inquiries = open.filter((c) => c.kind === 'inquiry');
     const afterExpiry = inquiries.filter((c) => c.sentAt > this.expiresAt).length;
     const atOrAfterExpiry = inquiries.filter((c) => c.sentAt >= this.expiresAt).length;
     if (afterExpiry > 1) this.fail(`${afterExpiry} inquiries were sent after expiresAt`);
@@ -240,6 +405,63 @@ class PropertyRun {
     // 5. The inquiry budget, plus one last look at most.
     if (inquiries.length > this.maxInquiries + 1)
       this.fail(`${inquiries.length} inquiries were sent; maxInquiries is ${this.maxInquiries}`);
+
+    // 6. Once a cancel went out, inquiries only once the window has closed; at most maxWindowChecks of
+    // them once the payment has expired (before, the wallet may still decide, and they go on).
+    const windowChecks = this.h.calls.slice(open.length).filter((c) => c.kind === 'inquiry');
+    const expiredChecks = windowChecks.filter((c) => c.sentAt >= this.expiresAt).length;
+    if (expiredChecks > this.maxWindowChecks)
+      this.fail(`${expiredChecks} window checks after expiry; maxWindowChecks is ${this.maxWindowChecks}`);
+    const windowClosedAt = Math.min(
+      this.cancelWindowEndsAt,
+      this.windowExceededAt ?? Number.POSITIVE_INFINITY,
+    );
+    for (const check of windowChecks)
+      if (check.sentAt < windowClosedAt)
+        this.fail(`an inquiry after a cancel at T0+${check.sentAt - T0}, before the cancel window closed`);
+    // A cancel is retried only inside the window.
+    for (const cancel of this.h.cancels())
+      if (cancel.input.attempt > 1 && cancel.sentAt >= this.cancelWindowEndsAt)
+        this.fail(`cancel attempt ${cancel.input.attempt} sent after the cancel window closed`);
+
+    // 7. Pay: none after expiry, at most one, for this payment's content only (the same ID and notAfter).
+    const pays = this.h.pays();
+    if (pays.length > 1) this.fail(`${pays.length} pays were sent`);
+    if (pays.length > 0 && this.payMode === undefined) this.fail('a tracked lifecycle sent a pay');
+    for (const pay of pays) {
+      if (pay.sentAt >= this.expiresAt)
+        this.fail(`a pay was invoked at T0+${pay.sentAt - T0}, at or after expiry`);
+      if (pay.input.notAfter !== this.expiresAt)
+        this.fail(`a pay carries notAfter T0+${(pay.input.notAfter ?? Number.NaN) - T0}, not the expiry`);
+      if (pay.input.paymentRequestId !== this.paymentRequestId)
+        this.fail(`a pay for another payment: ${pay.input.paymentRequestId}`);
+      if (pay.input.attempt !== 1) this.fail(`pay attempt ${pay.input.attempt}`);
+    }
+    if (this.payMode !== undefined && this.scenario.startAt < this.expiresAt && pays.length === 0)
+      this.fail('a lifecycle started by pay before expiry sent no pay');
+
+    // 8. Refunds: only right after an inquiry that found the payment paid, all alike, never after a success.
+    const refunds = this.h.refunds();
+    if (refunds.length > 0) {
+      const calls = this.h.calls;
+      const before = calls[calls.indexOf(refunds[0] as AnyCall) - 1];
+      const trigger = before && this.answered.get(before);
+      if (before?.kind !== 'inquiry' || !trigger || !isPaidAnswer(trigger as InquiryOutcome))
+        this.fail('a refund was sent without an inquiry answer that showed the payment paid just before it');
+      if (!context.policy.autoRefund) this.fail('a refund was sent without autoRefund');
+      const paidAmount = (trigger as { paymentAmount?: unknown }).paymentAmount;
+      for (const refund of refunds) {
+        if (refund.input.refundRequestId !== refundRequestIdFor(this.paymentRequestId))
+          this.fail(`a refund with refundRequestId ${refund.input.refundRequestId}`);
+        if (!isDeepStrictEqual(refund.input.refundAmount, paidAmount))
+          this.fail(
+            `a refund of ${JSON.stringify(refund.input.refundAmount)}, paid ${JSON.stringify(paidAmount)}`,
+          );
+      }
+      if (this.cancelsAtSuccess !== undefined) this.fail('a refund was sent after a success was observed');
+      if (snapshot.status === 'done' && snapshot.output?.status === 'succeeded')
+        this.fail('a succeeded outcome, and a refund was sent');
+    }
   }
 
   private observeSuccess(): void {
@@ -257,33 +479,50 @@ class PropertyRun {
     }
   }
 
+  private async deliver(outcome: InquiryOutcome | CancelOutcome | PayOutcome | RefundOutcome): Promise<void> {
+    const call = this.h.pending();
+    if (call) this.answered.set(call, outcome);
+    await this.h.answer(outcome);
+  }
+
+  private async answerPay(label: string): Promise<void> {
+    const make = PAY_ANSWERS[label];
+    if (!make) throw new Error(`unknown pay answer ${label}`);
+    this.payDecision = { label, at: this.h.now() };
+    if (label.startsWith('S') && this.payMode && !CODE_MODES.includes(this.payMode)) this.observeSuccess();
+    await this.deliver(make());
+  }
+
   private async answerInquiry(label: string): Promise<void> {
     const make = INQUIRY_ANSWERS[label];
     if (!make) throw new Error(`unknown inquiry answer ${label}`);
     const outcome = make();
-    if (
-      outcome.kind === 'answer' &&
-      outcome.result.resultStatus === 'S' &&
-      outcome.paymentResult?.resultStatus === 'S'
-    )
-      this.observeSuccess();
-    await this.h.answer(outcome);
+    // Past the cancel window, "paid" means money is owed back: no success any more.
+    if (isPaidAnswer(outcome) && !this.isLate()) this.observeSuccess();
+    await this.deliver(outcome);
   }
 
   private async answerCancel(label: string): Promise<void> {
     const make = CANCEL_ANSWERS[label];
     if (!make) throw new Error(`unknown cancel answer ${label}`);
-    await this.h.answer(make());
+    if (label === 'F:CANCEL_WINDOW_EXCEED') this.windowExceededAt ??= this.h.now();
+    await this.deliver(make());
+  }
+
+  private async answerRefund(label: string): Promise<void> {
+    const make = REFUND_ANSWERS[label];
+    if (!make) throw new Error(`unknown refund answer ${label}`);
+    await this.deliver(make());
   }
 
   private async notify(label: string): Promise<void> {
     const make = NOTIFICATIONS[label];
     if (!make) throw new Error(`unknown notification ${label}`);
     const notification = make();
-    if (!this.h.isFinal() && !this.h.state().startsWith('cancelling')) {
+    if (!this.h.isFinal() && !this.isLate()) {
       if (notification.paymentResult.resultStatus === 'S') this.observeSuccess();
     } else if (!this.h.isFinal()) {
-      count('notification while cancelling');
+      count(`late notification in ${this.h.state().split('.')[0]}`);
     }
     await this.quietly(() => this.h.notify(notification));
   }
@@ -291,17 +530,23 @@ class PropertyRun {
   async apply(command: Command): Promise<void> {
     const pending = this.h.pending();
     switch (command.t) {
+      case 'pay':
+        if (pending?.kind === 'pay') await this.answerPay(command.answer);
+        break;
       case 'inquiry':
         if (pending?.kind === 'inquiry') await this.answerInquiry(command.answer);
         break;
       case 'cancel':
         if (pending?.kind === 'cancel') await this.answerCancel(command.answer);
         break;
+      case 'refund':
+        if (pending?.kind === 'refund') await this.answerRefund(command.answer);
+        break;
       case 'notify':
         await this.notify(command.notification);
         break;
       case 'close':
-        if (!this.h.isFinal() && !this.h.state().startsWith('cancelling')) count('close before cancelling');
+        if (!this.h.isFinal() && !this.isLate()) count('close before cancelling');
         await this.quietly(() => this.h.close());
         break;
       case 'advance':
@@ -318,13 +563,30 @@ class PropertyRun {
 
   /** Answers whatever is pending with the scripted fallbacks and lets time pass until the machine is final. */
   async drive(): Promise<void> {
-    const { fallbackInquiries, fallbackCancels } = this.scenario;
+    const { fallbackPay, fallbackInquiries, fallbackCancels, fallbackWindowChecks, fallbackRefunds } =
+      this.scenario;
     let lateNotification = this.scenario.notifyWhileCancelling;
+    let whileWindowClosed = this.scenario.notifyWhileWindowClosed;
+    let whileRefunding = this.scenario.notifyWhileRefunding;
     let inquiryAnswers = 0;
     let cancelAnswers = 0;
+    let refundAnswers = 0;
+    let windowCheckAnswers = 0;
     for (let step = 0; step < DRIVE_STEP_CAP && !this.h.isFinal(); step++) {
       const pending = this.h.pending();
-      if (pending?.kind === 'inquiry') {
+      if (pending?.kind === 'pay') {
+        await this.answerPay(fallbackPay);
+      } else if (whileWindowClosed !== undefined && pending?.kind === 'inquiry' && this.isLate()) {
+        await this.notify(whileWindowClosed);
+        whileWindowClosed = undefined;
+      } else if (whileRefunding !== undefined && pending?.kind === 'refund') {
+        await this.notify(whileRefunding);
+        whileRefunding = undefined;
+      } else if (pending?.kind === 'inquiry' && this.isLate()) {
+        await this.answerInquiry(
+          fallbackWindowChecks[windowCheckAnswers++ % fallbackWindowChecks.length] ?? 'processing',
+        );
+      } else if (pending?.kind === 'inquiry') {
         await this.answerInquiry(
           fallbackInquiries[inquiryAnswers++ % fallbackInquiries.length] ?? 'processing',
         );
@@ -333,6 +595,8 @@ class PropertyRun {
         lateNotification = undefined;
       } else if (pending?.kind === 'cancel') {
         await this.answerCancel(fallbackCancels[cancelAnswers++ % fallbackCancels.length] ?? 'ok');
+      } else if (pending?.kind === 'refund') {
+        await this.answerRefund(fallbackRefunds[refundAnswers++ % fallbackRefunds.length] ?? 'S');
       } else {
         await this.h.runUntilCallOrFinal();
         if (!this.h.isFinal() && !this.h.pending())
@@ -353,9 +617,67 @@ class PropertyRun {
     if (snapshot.value !== output.status)
       this.fail(`final state ${JSON.stringify(snapshot.value)} but output status ${output.status}`);
 
-    // 3. Once cancelling started, only cancelled or attention.
-    if (this.cancellingStarted && output.status !== 'cancelled' && output.status !== 'attention')
-      this.fail(`cancelling had started, yet the outcome is ${output.status}`);
+    // 3. Once a cancel went out: never succeeded. Cancelled or attention; or, decided by Alipay+ not
+    // knowing the expired order, by an inquiry once the window had closed, or by a refund.
+    if (this.cancellingStarted) {
+      const { source, code } = output.decidedBy;
+      const allowed =
+        output.status === 'cancelled' ||
+        output.status === 'attention' ||
+        (output.status === 'closed' && source === 'cancel' && code === 'ORDER_NOT_EXIST') ||
+        ((output.status === 'closed' || output.status === 'failed') && source === 'inquiry') ||
+        (output.status === 'refunded' && source === 'refund');
+      if (!allowed)
+        this.fail(`cancelling had started, yet the outcome is ${output.status} by ${source} ${code}`);
+      if (output.status === 'closed' && source === 'cancel' && output.decidedAt < this.expiresAt)
+        this.fail('closed by a cancel answer ORDER_NOT_EXIST before expiry');
+    }
+
+    // 9. A pay answer that reached the paying machine decides as the pay table says.
+    if (this.payDecision && this.payMode) {
+      const { label } = this.payDecision;
+      const code = CODE_MODES.includes(this.payMode);
+      const expected = label.startsWith('S')
+        ? code
+          ? undefined
+          : 'succeeded'
+        : label.startsWith('F:INVALID') || label.startsWith('F:REPEAT')
+          ? 'attention'
+          : label.startsWith('F')
+            ? 'failed'
+            : undefined;
+      if (expected !== undefined) {
+        if (output.status !== expected || output.decidedBy.source !== 'pay')
+          this.fail(
+            `pay answer ${label} (${this.payMode}) ended ${output.status} by ${output.decidedBy.source}`,
+          );
+        if (expected === 'attention' && output.attentionReason !== 'pay-refused')
+          this.fail(`pay answer ${label} ended attention ${output.attentionReason}`);
+        count(`decided by pay: ${output.status}`);
+      } else if (output.decidedBy.source === 'pay') {
+        this.fail(`pay answer ${label} (${this.payMode}) is not final, yet it decided`);
+      }
+    }
+
+    // 10. Refunded only after a refund S, and then with what it said; a refund call ends refunded or attention.
+    const refunds = this.h.refunds();
+    const lastRefund = refunds.at(-1);
+    const lastRefundAnswer = lastRefund && this.answered.get(lastRefund);
+    const refundSucceeded =
+      lastRefundAnswer?.kind === 'answer' &&
+      (lastRefundAnswer as RefundOutcome & { kind: 'answer' }).result.resultStatus === 'S';
+    if (output.status === 'refunded') {
+      if (!refundSucceeded) this.fail('refunded without a refund S');
+      if (
+        output.refund?.refundId !== 'RF-ID-1' ||
+        output.refund.refundRequestId !== refundRequestIdFor(this.paymentRequestId)
+      )
+        this.fail(`refunded, but the outcome holds ${JSON.stringify(output.refund)}`);
+    } else if (refundSucceeded) {
+      this.fail(`a refund answered S, yet the outcome is ${output.status}`);
+    }
+    if (refunds.length > 0 && output.status !== 'refunded' && output.attentionReason !== 'refund-refused')
+      this.fail(`a refund was sent, yet the outcome is ${output.status} ${output.attentionReason ?? ''}`);
 
     // 1. More events after done change nothing and send nothing.
     const calls = this.h.calls.length;
@@ -367,14 +689,23 @@ class PropertyRun {
     if (this.h.calls.length !== calls) this.fail('a call was made after the final state');
 
     count(`final ${output.status}`);
+    count(this.payMode === undefined ? 'tracked' : `pay mode ${this.payMode}`);
+    if (this.payMode !== undefined && this.h.pays().length === 0) count('pay skipped: started past expiry');
+    if (this.h.pays().some((c) => c.aborted)) count('pay aborted');
     if (output.attentionReason) count(`attention ${output.attentionReason}`);
     if (output.cancelReason) count(`cancel reason ${output.cancelReason}`);
+    if (output.status === 'closed' && output.decidedBy.source === 'cancel') count('closed by cancel');
     if (output.lateNotifications.some((n) => n.flagged)) count('flagged late notification');
     if (this.cancelsAtSuccess !== undefined) count('success observed, run continued');
-    if (this.h.inquiries().some((c) => c.sentAt > this.expiresAt)) count('inquiry after expiresAt');
-    if (this.h.inquiries().some((c) => c.sentAt === this.expiresAt)) count('inquiry at expiresAt');
-    if (this.h.inquiries().length === this.maxInquiries) count('inquiry budget spent');
+    const open = this.beforeFirstCancel().filter((c) => c.kind === 'inquiry');
+    if (open.some((c) => c.sentAt > this.expiresAt)) count('inquiry after expiresAt');
+    if (open.some((c) => c.sentAt === this.expiresAt)) count('inquiry at expiresAt');
+    if (open.length === this.maxInquiries) count('inquiry budget spent');
     if (this.h.inquiries().some((c) => c.aborted)) count('inquiry aborted');
+    if (refunds.length > 1) count('refund retried');
+    const checks = this.h.calls.slice(this.beforeFirstCancel().length).filter((c) => c.kind === 'inquiry');
+    if (checks.filter((c) => c.sentAt < this.expiresAt).length > this.maxWindowChecks)
+      count('more window checks than maxWindowChecks before expiry');
     for (const state of this.states) count(`state ${state}`);
   }
 }
@@ -392,10 +723,18 @@ async function runScenario(scenario: Scenario): Promise<void> {
 }
 
 const seed = process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED) };
+const numRuns = Number(process.env.FC_RUNS ?? 600);
 
 describe('lifecycle properties over random interleavings', () => {
-  it('one final outcome; no cancel after success; cancelling ends cancelled/attention; inquiry bounds; JSON context', async () => {
-    await fc.assert(fc.asyncProperty(scenarioArb, runScenario), { numRuns: 200, ...seed });
+  it('one final outcome; no cancel after success; pay, inquiry, cancel and refund bounds; JSON context', async () => {
+    await fc.assert(fc.asyncProperty(scenarioArb, runScenario), { numRuns, ...seed });
+    if (process.env.FC_COVERAGE)
+      console.log(
+        [...coverage]
+          .sort()
+          .map(([k, v]) => `${k}: ${v}`)
+          .join('\n'),
+      );
 
     // The invariants above are only meaningful if the runs reach the situations they speak about.
     const reached = (key: string) => expect(coverage.get(key) ?? 0, key).toBeGreaterThan(0);
@@ -405,22 +744,36 @@ describe('lifecycle properties over random interleavings', () => {
     for (const reason of [
       'integration-fault',
       'amount-mismatch',
-      'refund-required',
+      'pay-refused',
+      'refund-due',
+      'refund-refused',
+      'unresolved-after-window',
       'cancel-refused',
-      'cancel-window-closed',
     ])
       reached(`attention ${reason}`);
+    for (const mode of PAY_MODES) reached(`pay mode ${mode}`);
     for (const key of [
+      'tracked',
+      'pay skipped: started past expiry',
+      'decided by pay: succeeded',
+      'decided by pay: failed',
+      'decided by pay: attention',
+      'closed by cancel',
       'success observed, run continued',
-      'notification while cancelling',
+      'late notification in cancelling',
+      'late notification in windowClosed',
+      'late notification in refunding',
       'flagged late notification',
       'close before cancelling',
       'inquiry after expiresAt',
       'inquiry at expiresAt',
       'inquiry budget spent',
       'inquiry aborted',
+      'refund retried',
       'state awaitingNotification.lastLook',
       'state cancelling.retryWait',
+      'state windowClosed.retryWait',
+      'state refunding.retryWait',
     ])
       reached(key);
   }, 120_000);

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { defaultCancelWindowEnd, resolveLifecycleInput } from '../machines/index.js';
+import {
+  defaultCancelWindowEnd,
+  type LifecycleInput,
+  refundRequestIdFor,
+  resolveLifecycleInput,
+} from '../machines/index.js';
+import { Id, MAX_ID_LENGTH } from '../src/protocol/common.js';
 import { answers, baseInput, LifecycleHarness, notifications, T0 } from './helpers/lifecycle-harness.js';
 
 const sentTimes = (h: LifecycleHarness) => h.inquiries().map((c) => c.sentAt - T0);
@@ -242,23 +248,27 @@ describe('cancelling', () => {
     expect(h.pending()?.input.ref).toEqual({ paymentRequestId: 'REQ-1' });
   });
 
-  it('U and no result are retried per the schedule for a whole day, then attention when the window closes', async () => {
+  it('U and no result are retried per the schedule for a whole day, then one more inquiry when the window closes', async () => {
     const h = await intoCancelling();
     h.autoCancel = (call) => (call.input.attempt % 2 ? answers.cancelU() : answers.cancelNoResult());
     await h.answer(answers.cancelU());
     await h.runUntilCallOrFinal();
     const windowEnd = defaultCancelWindowEnd(T0);
-    expect(h.outcome()).toMatchObject({
-      status: 'attention',
-      attentionReason: 'cancel-window-closed',
-      decidedAt: windowEnd,
-      cancelReason: 'expired',
-    });
+    // The cancel never came back confirmed: once the window has closed, an inquiry decides.
+    expect(h.state()).toBe('windowClosed.checking');
+    expect(h.pending()).toMatchObject({ kind: 'inquiry', sentAt: windowEnd });
     const times = h.cancels().map((c) => c.sentAt - (T0 + 60_000));
     expect(times.slice(0, 8)).toEqual([0, 1_000, 3_000, 8_000, 18_000, 48_000, 108_000, 408_000]);
     expect(h.cancels().every((c) => c.sentAt < windowEnd)).toBe(true);
     // 11:01 → 00:15 UTC+8 at 5-minute steps after the first minutes: about 158 attempts.
     expect(h.cancels().length).toBeGreaterThan(150);
+    await h.answer(answers.paid());
+    expect(h.outcome()).toMatchObject({
+      status: 'attention',
+      attentionReason: 'refund-due',
+      decidedAt: windowEnd,
+      cancelReason: 'expired',
+    });
     expect(h.outcome()?.cancelAttempts).toBe(h.cancels().length);
   });
 
@@ -299,11 +309,15 @@ describe('cancelling', () => {
     expect(h.outcome()?.status).toBe('cancelled');
   });
 
-  it('CANCEL_WINDOW_EXCEED asks for a refund instead', async () => {
+  it('CANCEL_WINDOW_EXCEED looks once more at once; found paid, a refund is due', async () => {
     const h = await intoCancelling();
     await h.answer(answers.cancelF('CANCEL_WINDOW_EXCEED'));
-    expect(h.outcome()).toMatchObject({ status: 'attention', attentionReason: 'refund-required' });
+    expect(h.state()).toBe('windowClosed.checking');
+    expect(h.pending()).toMatchObject({ kind: 'inquiry', sentAt: T0 + 60_000 });
+    await h.answer(answers.paid());
+    expect(h.outcome()).toMatchObject({ status: 'attention', attentionReason: 'refund-due' });
     expect(h.cancels()).toHaveLength(1);
+    expect(h.refunds()).toHaveLength(0);
   });
 });
 
@@ -421,7 +435,7 @@ describe('input', () => {
 });
 
 describe('restores that come back late', () => {
-  it('a restore after the cancel window closed settles attention without sending another cancel', async () => {
+  it('a restore after the cancel window closed sends no other cancel: it inquires once more, at once', async () => {
     const input = baseInput({
       expiresAt: T0 + 60_000,
       cancelWindowEndsAt: T0 + 30 * 60_000,
@@ -435,9 +449,11 @@ describe('restores that come back late', () => {
     h.stop();
     const restored = await LifecycleHarness.restore(input, json, T0 + 31 * 60_000);
     await restored.runUntilCallOrFinal();
-    expect(restored.state()).toBe('attention');
-    expect(restored.outcome()?.attentionReason).toBe('cancel-window-closed');
+    expect(restored.state()).toBe('windowClosed.checking');
+    expect(restored.pending()).toMatchObject({ kind: 'inquiry', sentAt: T0 + 31 * 60_000 });
     expect(restored.cancels()).toHaveLength(0);
+    await restored.answer(answers.closed());
+    expect(restored.outcome()).toMatchObject({ status: 'closed', cancelAttempts: 1, inquiries: 2 });
   });
 
   it('an inquiry re-sent by a restore after expiry is the last look: a non-final answer cancels', async () => {
@@ -477,5 +493,334 @@ describe('a payment tracked after its creation', () => {
     await h.runUntilCallOrFinal();
     expect(h.inquiries().map((c) => c.sentAt - T0)).toEqual([55_000, 57_000, 60_000]);
     expect(h.state()).toBe('cancelling.requesting');
+  });
+});
+
+const payInput = (extra: Partial<LifecycleInput> = {}) =>
+  baseInput({ pay: { mode: 'user-presented' }, ...extra });
+
+/** A lifecycle started by pay, with its pay in flight. */
+async function paying(extra: Partial<LifecycleInput> = {}) {
+  const h = new LifecycleHarness(payInput(extra));
+  await h.flush();
+  expect(h.state()).toBe('paying.sending');
+  return h;
+}
+
+describe('paying', () => {
+  it('sends one pay at once, carrying the expiry as notAfter', async () => {
+    const h = await paying();
+    expect(h.calls).toHaveLength(1);
+    expect(h.pending()).toMatchObject({
+      kind: 'pay',
+      sentAt: T0,
+      input: { paymentRequestId: 'REQ-1', attempt: 1, notAfter: T0 + 60_000 },
+    });
+    // One ms before expiry is still before it.
+    const late = new LifecycleHarness(payInput({ startedAt: T0 + 59_999 }), undefined, T0 + 59_999);
+    await late.flush();
+    expect(late.pending()).toMatchObject({
+      kind: 'pay',
+      sentAt: T0 + 59_999,
+      input: { notAfter: T0 + 60_000 },
+    });
+  });
+
+  it('sends no pay when the lifecycle starts at or after expiry: one last look at once, then cancel', async () => {
+    for (const startedAt of [T0 + 60_000, T0 + 90_000]) {
+      const h = new LifecycleHarness(payInput({ startedAt }), undefined, startedAt);
+      await h.runUntilCallOrFinal();
+      expect(h.pays(), `started at T0+${startedAt - T0}`).toHaveLength(0);
+      expect(h.context().pay).toMatchObject({ attempts: 0, lastCode: 'NOT_SENT:expired' });
+      expect(h.pending()).toMatchObject({ kind: 'inquiry', sentAt: startedAt });
+      await h.answer(answers.processing());
+      expect(h.state()).toBe('cancelling.requesting');
+      expect(h.context().cancel?.reason).toBe('expired');
+      expect(h.inquiries()).toHaveLength(1);
+    }
+  });
+
+  it('a pay in flight is re-run by a restore with the same attempt and the same notAfter', async () => {
+    const input = payInput();
+    const h = await paying();
+    const json = h.persist();
+    h.stop();
+    const restored = await LifecycleHarness.restore(input, json, T0 + 5_000);
+    expect(restored.state()).toBe('paying.sending');
+    expect(restored.pays()).toHaveLength(1);
+    expect(restored.pending()).toMatchObject({
+      kind: 'pay',
+      sentAt: T0 + 5_000,
+      input: { paymentRequestId: 'REQ-1', attempt: 1, notAfter: T0 + 60_000 },
+    });
+    expect(restored.context().pay?.attempts).toBe(1);
+    await restored.answer(answers.payS());
+    expect(restored.outcome()).toMatchObject({ status: 'succeeded', decidedBy: { source: 'pay' } });
+  });
+
+  it('restored past expiry, the re-run pay still carries notAfter; its not-sent answer leads to one last look', async () => {
+    const input = payInput();
+    const h = await paying();
+    const json = h.persist();
+    h.stop();
+    const restored = await LifecycleHarness.restore(input, json, T0 + 70_000);
+    expect(restored.pending()?.input.notAfter).toBe(T0 + 60_000);
+    expect(restored.pending()?.input.notAfter).toBeLessThan(restored.now());
+    await restored.answer(answers.payNoResult('not-sent'));
+    expect(restored.context().pay?.lastCode).toBe('NO_RESULT:not-sent');
+    await restored.runUntilCallOrFinal();
+    expect(restored.pending()).toMatchObject({ kind: 'inquiry', sentAt: T0 + 70_000 });
+    await restored.answer(answers.unknown());
+    expect(restored.state()).toBe('cancelling.requesting');
+    expect(restored.pays()).toHaveLength(1);
+  });
+
+  it('a notification during the pay settles the payment and aborts the pay in flight', async () => {
+    const h = await paying();
+    const inflight = h.pending();
+    await h.advance(3_000);
+    await h.notify(notifications.paid({ customerId: 'C-2' }));
+    expect(inflight?.aborted).toBe(true);
+    expect(h.outcome()).toMatchObject({
+      status: 'succeeded',
+      decidedBy: { source: 'notification', code: 'SUCCESS' },
+      details: { customerId: 'C-2' },
+      decidedAt: T0 + 3_000,
+      inquiries: 0,
+    });
+    const failed = await paying();
+    await failed.notify(notifications.failed('RISK_REJECT'));
+    expect(failed.outcome()).toMatchObject({ status: 'failed', decidedBy: { code: 'RISK_REJECT' } });
+    const mismatch = await paying();
+    await mismatch.notify(notifications.paid({ paymentAmount: { currency: 'JPY', value: '1' } }));
+    expect(mismatch.outcome()).toMatchObject({ status: 'attention', attentionReason: 'amount-mismatch' });
+  });
+
+  it('a merchant close during the pay cancels now and aborts the pay', async () => {
+    const h = await paying();
+    const inflight = h.pending();
+    await h.advance(1_000);
+    await h.close();
+    expect(inflight?.aborted).toBe(true);
+    expect(h.state()).toBe('cancelling.requesting');
+    expect(h.context().cancel).toMatchObject({ reason: 'closed-by-merchant', startedAt: T0 + 1_000 });
+    await h.answer(answers.cancelOk());
+    expect(h.outcome()).toMatchObject({ status: 'cancelled', cancelReason: 'closed-by-merchant' });
+    expect(h.pays()).toHaveLength(1);
+  });
+
+  it('the order code and the entry page reach context.details, and the outcome keeps them', async () => {
+    const orderCodeForm = {
+      expireTime: '2026-01-15T11:05:00+08:00',
+      codeDetails: [{ codeValueType: 'BARCODE', codeValue: '2810000000001' }],
+    };
+    const h = await paying({ pay: { mode: 'order-code' }, expiresAt: T0 + 300_000 });
+    await h.answer(answers.payS({ orderCodeForm, paymentId: undefined }));
+    expect(h.context().details.orderCodeForm).toEqual(orderCodeForm);
+    await h.runUntilCallOrFinal();
+    await h.answer(answers.paid());
+    expect(h.outcome()?.details).toMatchObject({ orderCodeForm, paymentId: 'PAY-1' });
+    expect(h.outcome()?.decidedBy.source).toBe('inquiry');
+
+    const entry = await paying({ pay: { mode: 'entry-code' } });
+    await entry.answer(answers.payS({ paymentUrl: 'https://pay.example/e/7' }));
+    expect(entry.context().details.paymentUrl).toBe('https://pay.example/e/7');
+  });
+
+  it('the first inquiry after a non-final pay answer is one schedule step later, clamped to expiry', async () => {
+    const h = await paying({ policy: { inquiryScheduleMs: [5_000, 1_000] } });
+    await h.advance(57_000);
+    await h.answer(answers.payU());
+    expect(h.context().nextInquiryAt).toBe(T0 + 60_000);
+    await h.runUntilCallOrFinal();
+    expect(h.pending()?.sentAt).toBe(T0 + 60_000);
+    await h.answer(answers.processing());
+    // That inquiry was at expiry: the last look.
+    expect(h.state()).toBe('cancelling.requesting');
+  });
+
+  it('a pay sent before expiry and answered after it: S is a success, U gets one last look at once', async () => {
+    const s = await paying();
+    await s.advance(65_000);
+    await s.answer(answers.payS());
+    expect(s.outcome()?.status).toBe('succeeded');
+
+    const u = await paying();
+    await u.advance(65_000);
+    await u.answer(answers.payU());
+    await u.runUntilCallOrFinal();
+    expect(u.pending()).toMatchObject({ kind: 'inquiry', sentAt: T0 + 65_000 });
+    await u.answer(answers.processing());
+    expect(u.state()).toBe('cancelling.requesting');
+  });
+
+  it('the pay is never sent twice: after a no-result the inquiries find out', async () => {
+    const h = await paying();
+    await h.answer(answers.payNoResult('timeout'));
+    h.autoInquiry = () => answers.orderNotExist();
+    h.autoCancel = () => answers.cancelF('ORDER_NOT_EXIST');
+    await h.runUntilCallOrFinal();
+    expect(h.outcome()).toMatchObject({
+      status: 'closed',
+      decidedBy: { source: 'cancel', code: 'ORDER_NOT_EXIST' },
+    });
+    expect(h.pays()).toHaveLength(1);
+  });
+});
+
+/** A tracked lifecycle past a CANCEL_WINDOW_EXCEED answer: the window check is in flight. */
+async function windowCheck(extra: Partial<LifecycleInput> = {}) {
+  const h = await intoCancelling(extra);
+  await h.answer(answers.cancelF('CANCEL_WINDOW_EXCEED'));
+  expect(h.state()).toBe('windowClosed.checking');
+  return h;
+}
+
+describe('after the cancel window', () => {
+  it('a notification is recorded as late (flagged when S) and changes nothing: the check goes on', async () => {
+    const h = await windowCheck();
+    const inflight = h.pending();
+    await h.notify(notifications.paid());
+    expect(h.state()).toBe('windowClosed.checking');
+    expect(inflight?.aborted).toBe(false);
+    await h.answer(answers.processing());
+    await h.notify(notifications.failed());
+    expect(h.state()).toBe('windowClosed.retryWait');
+    await h.runUntilCallOrFinal();
+    await h.answer(answers.paid());
+    expect(h.outcome()).toMatchObject({ status: 'attention', attentionReason: 'refund-due' });
+    expect(h.outcome()?.lateNotifications).toEqual([
+      expect.objectContaining({ state: 'windowClosed', resultStatus: 'S', flagged: true }),
+      expect.objectContaining({ state: 'windowClosed', resultStatus: 'F', flagged: false }),
+    ]);
+  });
+
+  it('by default, 10 checks without a final answer, then attention unresolved-after-window', async () => {
+    const h = await windowCheck();
+    h.autoInquiry = () => answers.unknown();
+    await h.answer(answers.noResult());
+    await h.runUntilCallOrFinal();
+    expect(h.outcome()).toMatchObject({ status: 'attention', attentionReason: 'unresolved-after-window' });
+    expect(h.inquiries().filter((c) => c.sentAt >= T0 + 60_000)).toHaveLength(1 + 10);
+    expect(h.outcome()?.inquiries).toBe(10 + 10);
+  });
+
+  it('before the payment has expired the checks go on past maxWindowChecks: the wallet may still decide', async () => {
+    const h = new LifecycleHarness(
+      baseInput({
+        expiresAt: T0 + 300_000,
+        policy: { maxWindowChecks: 2, cancelRetryScheduleMs: [60_000] },
+      }),
+    );
+    await h.advance(1_000);
+    await h.close();
+    h.autoInquiry = () => answers.processing();
+    await h.answer(answers.cancelF('CANCEL_WINDOW_EXCEED'));
+    await h.runUntilCallOrFinal();
+    expect(h.inquiries().map((c) => c.sentAt - T0)).toEqual([
+      1_000, 61_000, 121_000, 181_000, 241_000, 301_000,
+    ]);
+    expect(h.outcome()).toMatchObject({
+      status: 'attention',
+      attentionReason: 'unresolved-after-window',
+      decidedAt: T0 + 301_000,
+    });
+  });
+
+  it('a check in flight is re-sent by a restore with its number; a wait is re-armed from its absolute time', async () => {
+    const input = baseInput();
+    const h = await windowCheck();
+    const restored = await LifecycleHarness.restore(input, h.persist(), T0 + 60_300);
+    h.stop();
+    expect(restored.state()).toBe('windowClosed.checking');
+    expect(restored.pending()).toMatchObject({
+      kind: 'inquiry',
+      sentAt: T0 + 60_300,
+      input: { attempt: 11 },
+    });
+    await restored.answer(answers.processing()); // next check 1 s later
+    expect(restored.context().windowChecks).toEqual({ checks: 1, nextCheckAt: T0 + 61_300 });
+    const again = await LifecycleHarness.restore(input, restored.persist(), T0 + 61_000);
+    restored.stop();
+    expect(again.state()).toBe('windowClosed.retryWait');
+    await again.runUntilCallOrFinal();
+    expect(again.pending()).toMatchObject({ kind: 'inquiry', sentAt: T0 + 61_300, input: { attempt: 12 } });
+  });
+});
+
+describe('refunding', () => {
+  const refundPolicy = { autoRefund: true, cancelRetryScheduleMs: [1_000, 60_000] };
+
+  it('every retry, across restores too, sends the same refundRequestId and amount', async () => {
+    const input = baseInput({ policy: refundPolicy });
+    const h = await windowCheck({ policy: refundPolicy });
+    await h.answer(answers.paid());
+    await h.answer(answers.refundU());
+    await h.runUntilCallOrFinal();
+    await h.answer(answers.refundNoResult());
+    // Crash in the retry wait, then again with the refund in flight.
+    const a = await LifecycleHarness.restore(input, h.persist(), h.now() + 10_000);
+    h.stop();
+    expect(a.state()).toBe('refunding.retryWait');
+    await a.runUntilCallOrFinal();
+    const b = await LifecycleHarness.restore(input, a.persist(), a.now() + 5_000);
+    a.stop();
+    expect(b.state()).toBe('refunding.requesting');
+    await b.answer(answers.refundU());
+    await b.runUntilCallOrFinal();
+    await b.answer(answers.refundS());
+    expect(b.outcome()).toMatchObject({
+      status: 'refunded',
+      refund: { refundRequestId: 'REQ-1-RF', refundId: 'RF-ID-1' },
+    });
+    const sent = [...h.refunds(), ...a.refunds(), ...b.refunds()];
+    expect(sent.map((c) => c.input.attempt)).toEqual([1, 2, 3, 3, 4]);
+    expect(new Set(sent.map((c) => c.input.refundRequestId))).toEqual(new Set([refundRequestIdFor('REQ-1')]));
+    expect(new Set(sent.map((c) => JSON.stringify(c.input.refundAmount)))).toEqual(
+      new Set([JSON.stringify({ currency: 'JPY', value: '100' })]),
+    );
+  });
+
+  it('a notification while refunding is recorded as late and changes nothing', async () => {
+    const h = await windowCheck({ policy: refundPolicy });
+    await h.answer(answers.paid());
+    const inflight = h.pending();
+    await h.notify(notifications.paid());
+    expect(h.state()).toBe('refunding.requesting');
+    expect(inflight?.aborted).toBe(false);
+    await h.answer(answers.refundS());
+    expect(h.outcome()?.status).toBe('refunded');
+    expect(h.outcome()?.lateNotifications).toEqual([
+      expect.objectContaining({ state: 'refunding', resultStatus: 'S', flagged: true }),
+    ]);
+  });
+
+  it('refundRequestIdFor: readable when it fits, hashed otherwise, always at most 64 characters and stable', () => {
+    expect(refundRequestIdFor('REQ-1')).toBe('REQ-1-RF');
+    const fits = 'a'.repeat(MAX_ID_LENGTH - 3);
+    expect(refundRequestIdFor(fits)).toBe(`${fits}-RF`);
+    for (const id of ['b'.repeat(MAX_ID_LENGTH - 2), 'c'.repeat(MAX_ID_LENGTH), `${'d'.repeat(63)}e`]) {
+      const refundId = refundRequestIdFor(id);
+      expect(refundId.length, id).toBeLessThanOrEqual(MAX_ID_LENGTH);
+      expect(Id.safeParse(refundId).success).toBe(true);
+      expect(refundRequestIdFor(id)).toBe(refundId);
+      expect(refundId).not.toContain(id);
+    }
+    // Two IDs that differ only in their last character get different refund IDs.
+    expect(refundRequestIdFor(`${'x'.repeat(63)}1`)).not.toBe(refundRequestIdFor(`${'x'.repeat(63)}2`));
+  });
+
+  it('a 64-character paymentRequestId refunds with a 64-character-or-less refundRequestId, the same on every retry', async () => {
+    const id = 'P'.repeat(MAX_ID_LENGTH);
+    const h = new LifecycleHarness(baseInput({ paymentRequestId: id, policy: refundPolicy }));
+    h.autoInquiry = (call) => (call.sentAt <= T0 + 60_000 ? answers.processing() : answers.paid());
+    h.autoCancel = () => answers.cancelF('CANCEL_WINDOW_EXCEED');
+    h.autoRefund = (call) => (call.input.attempt < 3 ? answers.refundU() : undefined);
+    await h.runUntilCallOrFinal();
+    expect(h.state()).toBe('refunding.requesting');
+    const ids = h.refunds().map((c) => c.input.refundRequestId);
+    expect(ids).toHaveLength(3);
+    expect(new Set(ids)).toEqual(new Set([refundRequestIdFor(id)]));
+    expect(ids[0]?.length).toBeLessThanOrEqual(MAX_ID_LENGTH);
   });
 });
