@@ -27,7 +27,7 @@ export function resultTableMarkdown(): string {
     '## pay answers (a lifecycle started by `engine.pay`)',
     '',
     'The lifecycle is stored in `paying`, with the exact request, before the pay is signed. No pay goes out',
-    'at or after the payment\'s expiry: a pay re-run after a restore past expiry is not sent, and counts as',
+    "at or after the payment's expiry: a pay re-run after a restore past expiry is not sent, and counts as",
     '"no result". Order and entry code: the pay creates the code the user then scans or opens, so its S or U',
     'says nothing about payment ("waiting for the user").',
     '',

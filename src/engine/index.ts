@@ -7,6 +7,7 @@ export {
   type NotificationRequest,
   type NotificationResponse,
 } from './notification-handler.js';
+export { DEFAULT_MAX_PAY_EXPIRY_MS } from './pay-input.js';
 export {
   createPaymentEngine,
   type EngineEvents,
@@ -17,5 +18,4 @@ export {
   type PayOptions,
   type TransitionEvent,
 } from './payment-engine.js';
-export { DEFAULT_MAX_PAY_EXPIRY_MS } from './pay-input.js';
 export { TrackInput } from './track-input.js';

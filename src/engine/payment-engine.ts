@@ -896,7 +896,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       // the time; other content is refused.
       const earlier = stored.input.payRequest as PayRequest | undefined;
       if (!earlier) throw reused(id, 'was tracked, not started by engine.pay()');
-      if (!samePayContent(earlier, completed.request)) throw reused(id, 'was already sent with other content');
+      if (!samePayContent(earlier, completed.request))
+        throw reused(id, 'was already sent with other content');
       if (stored.final) return viewOfRecord(stored);
       const held = entries.get(id) ?? (!shared ? resume(stored) : undefined);
       if (!held) return viewOfRecord(stored);

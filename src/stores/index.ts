@@ -4,9 +4,9 @@ export { DEFAULT_SQLITE_PATH, type SqliteStoreOptions, sqliteStore } from './sql
 export type {
   AuditEntry,
   LifecycleRecord,
-  StoredLifecycleInput,
   LifecycleStore,
   LifecycleWrite,
+  StoredLifecycleInput,
   StoredNotification,
   WriteConflict,
 } from './store.js';
