@@ -247,6 +247,30 @@ describe('durability', () => {
     expect(calls).toBe(2);
   });
 
+  it("an inquiry costs one write, its answer's: the timer that starts it is not written, its audit entry is", async () => {
+    const { store } = watchedStore();
+    const written: string[] = [];
+    const write = store.write.bind(store);
+    store.write = async (writes) => {
+      for (const w of writes) if (w.record.paymentRequestId === 'W-1') written.push(w.record.state);
+      return write(writes);
+    };
+    const w = await world({ store });
+    await payAndTrack(w, 'W-1', { decideAfterMs: 9_000, notify: { mode: 'none' } });
+    const outcome = await w.engine.outcome('W-1');
+    expect(outcome.status).toBe('succeeded');
+    expect(outcome.inquiries).toBeGreaterThanOrEqual(3);
+    // One write per answer (back to pending, then the final one), none for entering `inquiring`.
+    expect(written).not.toContain('awaitingResult.inquiring');
+    expect(written.length).toBe(outcome.inquiries);
+    // The audit still shows every inquiry start, in order.
+    const audit = (await w.store.audit('W-1')).map((a) => `${a.from}>${a.to}`);
+    expect(audit.filter((t) => t === 'awaitingResult.pending>awaitingResult.inquiring')).toHaveLength(
+      outcome.inquiries,
+    );
+    expect(audit.at(-1)).toBe('awaitingResult.inquiring>succeeded');
+  });
+
   it('a store that fails to write holds the cancel back until it recovers', async () => {
     const inner = memoryStore();
     let failing = false;

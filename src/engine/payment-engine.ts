@@ -198,6 +198,10 @@ export function stateString(value: unknown): string {
 /** No pay is signed this close to its expiry: it could not reach Alipay+ before the expiry it carries. */
 const PAY_CUTOFF_MS = 1_000;
 
+/** The states that invoke an inquiry when their waiting state's timer fires. */
+const INQUIRING = 'awaitingResult.inquiring';
+const LAST_LOOK = 'awaitingNotification.lastLook';
+
 /** States in which a notification can no longer change the outcome (a cancel may be on its way). */
 const LATE_STATES = /^(cancelling|windowClosed|refunding)/;
 
@@ -516,6 +520,10 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
         at: clock.now(),
       } satisfies LateNotificationEvent);
     }
+    // A timer that starts an inquiry is not written: the inquiry is a read, and a crash before its
+    // answer restores the waiting state, whose deadline has passed, so it simply inquires again.
+    // Its audit entry goes with the answer's write. Every other transition is written.
+    if ((to === INQUIRING || to === LAST_LOOK) && event.type.startsWith('xstate.after.')) return;
     schedulePersist(entry);
   }
 
