@@ -23,3 +23,4 @@ spawnSync(process.execPath, ['--expose-gc', ...scriptArgs('./waiting-heap.ts', i
   stdio: 'inherit',
 });
 await (await import('./scale-out.js')).runScaleOutBench();
+await (await import('./scale-100k.js')).runScale100kBench();

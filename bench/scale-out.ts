@@ -347,6 +347,11 @@ export async function runScaleOutBench(): Promise<void> {
     );
     await stopWorker(next);
     console.log(`adoption incidents: ${incidents([owner, heir, next])}`);
+    // The lease of the killed worker ends at most LEASE_MS after the kill (its last renewal came
+    // before it): what it takes past that. The drain is counted from the SIGTERM, stop() included.
+    console.log(
+      `targets: adoption-after-lease-ms ${(killed.inMemory - LEASE_MS).toFixed(0)}, adoption-after-drain-ms ${drained.inMemory.toFixed(0)}`,
+    );
     await db.query(`DROP SCHEMA "${schema}" CASCADE`);
   } finally {
     for (const proc of workers) proc.child.kill('SIGKILL');
