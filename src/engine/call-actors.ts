@@ -1,0 +1,116 @@
+import { fromPromise } from 'xstate';
+import {
+  type CallInput,
+  type CallResult,
+  type PayCallInput,
+  paymentLifecycleMachine,
+  type RefundCallInput,
+} from '../../machines/payment-lifecycle.js';
+import type { AlipayPlusClient } from '../client/alipayplus-client.js';
+import type {
+  CancelOutcome,
+  InquiryOutcome,
+  NoResult,
+  PayOutcome,
+  RefundOutcome,
+} from '../client/answers.js';
+import type { PayRequest } from '../protocol/pay.js';
+import type { SharedLifecycleStore } from '../stores/store.js';
+import type { CallLimiter } from './call-limiter.js';
+import type { EngineClock } from './clock.js';
+import type { Entry } from './lifecycle-entry.js';
+
+/** No pay is signed this close to its expiry: it could not reach Alipay+ before the expiry it carries. */
+const PAY_CUTOFF_MS = 1_000;
+
+/** What {@link provideCallActors} needs from the engine. */
+export interface CallActorsOptions {
+  client: Pick<AlipayPlusClient, 'inquiryPayment' | 'cancelPayment'> &
+    Partial<Pick<AlipayPlusClient, 'pay' | 'refund'>>;
+  clock: EngineClock;
+  /** Admission control: every call waits for a slot. */
+  limiter: CallLimiter;
+  /** The lifecycles held in memory (a pay reads its stored request there). */
+  entries: ReadonlyMap<string, Entry>;
+  /** Resolves once everything the entry did so far is durable (group commit). */
+  durable(entry: Entry): Promise<void>;
+  /** The store, if workers share it: side effects need this worker's lease. */
+  shared: SharedLifecycleStore | undefined;
+  /** Lets go of a lifecycle this worker may no longer own. */
+  stopEntry(entry: Entry): void;
+}
+
+const abortedCall = (): NoResult => ({
+  kind: 'no-result',
+  reason: 'aborted',
+  detail: 'aborted while waiting to be sent',
+});
+
+const notSent = (detail: string): NoResult => ({ kind: 'no-result', reason: 'not-sent', detail });
+
+/** The lifecycle machine with the engine's calls: pay, refund, inquiry and cancel, each through the limiter. */
+export function provideCallActors(options: CallActorsOptions): typeof paymentLifecycleMachine {
+  const { client, clock, limiter, entries, durable, shared, stopEntry } = options;
+
+  /**
+   * Whether this worker may start a side effect (a pay, a cancel, a refund) for the lifecycle: only
+   * once everything it did so far is durable, and only while its lease surely holds (a paused or
+   * partitioned worker's lifecycles may belong to another by now: it stops here, the owner decides).
+   */
+  async function mayAct(id: string): Promise<boolean> {
+    const entry = entries.get(id);
+    if (entry) await durable(entry);
+    if (shared && performance.now() > shared.leaseValidUntil()) {
+      if (entry) stopEntry(entry);
+      return false;
+    }
+    return true;
+  }
+
+  return paymentLifecycleMachine.provide({
+    actors: {
+      pay: fromPromise<CallResult<PayOutcome>, PayCallInput>(async ({ input, signal }) => {
+        // Sent only once `paying` (with the exact request) is durable: a crash cannot lose a sent pay.
+        if (!(await mayAct(input.paymentRequestId))) return { outcome: abortedCall(), at: clock.now() };
+        const request = entries.get(input.paymentRequestId)?.input.payRequest as PayRequest | undefined;
+        const send = () => {
+          // Checked once a call slot is ours, right before signing: no pay in the last second before
+          // expiry (it could not arrive in time) nor after it.
+          if (clock.now() >= input.notAfter - PAY_CUTOFF_MS)
+            return Promise.resolve(notSent('the payment expires within a second, or has expired'));
+          if (!request || !client.pay) return Promise.resolve(notSent('no pay request or no client.pay'));
+          return client.pay(request, { signal });
+        };
+        return { outcome: await limiter.run(signal, send, abortedCall), at: clock.now() };
+      }),
+      refund: fromPromise<CallResult<RefundOutcome>, RefundCallInput>(async ({ input, signal }) => {
+        // Sent only once `refunding` is durable, with the same refundRequestId every time.
+        if (!(await mayAct(input.paymentRequestId))) return { outcome: abortedCall(), at: clock.now() };
+        const refund = client.refund;
+        if (!refund) return { outcome: notSent('the client has no refund()'), at: clock.now() };
+        const request = {
+          refundRequestId: input.refundRequestId,
+          ...input.ref,
+          refundAmount: input.refundAmount,
+          refundReason: 'payment result unconfirmed when the cancel window closed',
+        };
+        return {
+          outcome: await limiter.run(signal, () => refund(request, { signal }), abortedCall),
+          at: clock.now(),
+        };
+      }),
+      inquiryPayment: fromPromise<CallResult<InquiryOutcome>, CallInput>(async ({ input, signal }) => ({
+        outcome: await limiter.run(signal, () => client.inquiryPayment(input.ref, { signal }), abortedCall),
+        at: clock.now(),
+      })),
+      cancelPayment: fromPromise<CallResult<CancelOutcome>, CallInput>(async ({ input, signal }) => {
+        // A cancel goes out only once "cancelling" is durable: a crash now cannot forget that it was sent.
+        if (!(await mayAct(input.paymentRequestId))) return { outcome: abortedCall(), at: clock.now() };
+        return {
+          outcome: await limiter.run(signal, () => client.cancelPayment(input.ref, { signal }), abortedCall),
+          at: clock.now(),
+        };
+      }),
+    },
+  });
+}
