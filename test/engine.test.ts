@@ -293,6 +293,42 @@ describe('durability', () => {
 });
 
 describe('restart', () => {
+  it('a restart rewrites no lifecycle that only resumes, and applies the notifications that waited in the inbox', async () => {
+    const store = memoryStore();
+    const w = await world({ store, engine: { policy: { inquiryScheduleMs: [600_000] } } });
+    for (const id of ['QUIET-1', 'QUIET-2', 'INBOX-1']) {
+      w.sim.createOrder({
+        paymentRequestId: id,
+        scenario: { decideAfterMs: null, notify: { mode: 'none' } },
+      });
+      await w.engine.track({ paymentRequestId: id, paymentExpiryTime: w.engine.clock.now() + 3_600_000 });
+    }
+    await w.engine.stop();
+    // A notification stored while the process was down (another worker's handler, say).
+    await store.recordNotification({
+      id: 'N-INBOX-1',
+      paymentRequestId: 'INBOX-1',
+      receivedAt: w.engine.clock.now(),
+      body: { paymentRequestId: 'INBOX-1', paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S' } },
+      applied: false,
+    });
+    const written: string[] = [];
+    const write = store.write.bind(store);
+    store.write = async (writes) => {
+      written.push(...writes.map((x) => x.record.paymentRequestId));
+      return write(writes);
+    };
+    await w.engine.start();
+    expect((await w.engine.outcome('INBOX-1')).status).toBe('succeeded');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(written).toEqual(['INBOX-1']);
+    expect(w.engine.get('QUIET-1')?.state).toBe('awaitingResult.pending');
+    // The RESUME is in the audit once the next write of that lifecycle happens.
+    await w.engine.close('QUIET-1');
+    await w.engine.outcome('QUIET-1');
+    expect((await store.audit('QUIET-1')).map((a) => a.event)).toContain('RESUME');
+  });
+
   it('an engine restarted after its payments expired cancels them at once', async () => {
     const clockOffset = { ms: 0 };
     const { scaledClock } = await import('../src/index.js');

@@ -426,6 +426,12 @@ describe('postgresStore: late notifications left unapplied', () => {
       applied: false,
     });
     expect((await store.unappliedOfFinal()).map((n) => n.id)).toEqual(['pg-late']);
+    // The schema is shared by this file's tests: only these two payments are looked at.
+    const mine = async () =>
+      (await store.withUnappliedNotifications()).filter((id) => id === 'LF' || id === 'LO').sort();
+    expect(await mine()).toEqual(['LF', 'LO']);
+    await store.markNotificationApplied('pg-open');
+    expect(await mine()).toEqual(['LF']);
     await store.close();
   });
 });

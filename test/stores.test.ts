@@ -347,8 +347,12 @@ describe.each(stores)('%s store: late notifications left unapplied', (_name, mak
       applied: false,
     });
     expect((await store.unappliedOfFinal()).map((n) => n.id)).toEqual(['late']);
+    expect((await store.withUnappliedNotifications()).sort()).toEqual(['FIN', 'OPEN']);
     await store.markNotificationApplied('late');
     expect(await store.unappliedOfFinal()).toEqual([]);
+    expect(await store.withUnappliedNotifications()).toEqual(['OPEN']);
+    await store.markNotificationApplied('open');
+    expect(await store.withUnappliedNotifications()).toEqual([]);
     await store.close();
   });
 });

@@ -204,6 +204,10 @@ export function createLifecycleEntries(options: LifecycleEntriesOptions): Lifecy
     // answer restores the waiting state, whose deadline has passed, so it simply inquires again.
     // Its audit entry goes with the answer's write. Every other transition is written.
     if ((to === INQUIRING || to === LAST_LOOK) && event.type.startsWith('xstate.after.')) return;
+    // Nor is a RESUME that changed no state: it re-arms timers from what is stored already, and a
+    // crash before the next write restores that same snapshot and resumes it again. (A restart of
+    // 100,000 lifecycles would otherwise rewrite every one of them.)
+    if (event.type === 'RESUME' && from === to) return;
     persist(entry);
   }
 

@@ -182,6 +182,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     settlement,
     resume,
     applyInbox,
+    withUnappliedNotifications: () => store.withUnappliedNotifications(),
     stopEntry,
     isStopping: () => stopping,
   });

@@ -12,6 +12,8 @@ export interface ScaleOutOptions {
   /** Restores a stored lifecycle into `entries`, started and re-armed. */
   resume(record: LifecycleRecord): Entry;
   applyInbox(entry: Entry): Promise<void>;
+  /** The payments with notifications not yet applied (one query). */
+  withUnappliedNotifications(): Promise<string[]>;
   /** Lets go of a lifecycle another worker owns now. */
   stopEntry(entry: Entry): void;
   /** The engine is stopping: no round starts any more. */
@@ -38,7 +40,16 @@ export interface ScaleOut {
  * lifecycles adopted, notifications routed to the owner by LISTEN (with a polling backstop).
  */
 export function createScaleOut(options: ScaleOutOptions): ScaleOut {
-  const { logger, entries, settlement, resume, applyInbox, stopEntry, isStopping } = options;
+  const {
+    logger,
+    entries,
+    settlement,
+    resume,
+    applyInbox,
+    withUnappliedNotifications,
+    stopEntry,
+    isStopping,
+  } = options;
   const background: NodeJS.Timeout[] = [];
   let unlisten: (() => Promise<void>) | undefined;
 
@@ -51,8 +62,13 @@ export function createScaleOut(options: ScaleOutOptions): ScaleOut {
     const settling = settlement.settleAdopted(records.filter((record) => record.final && record.outcome));
     if (!waitForSettlements)
       settling.catch((error: unknown) => logger.error({ err: error }, 'adopted settlements failed'));
-    // A new owner first drains the inbox: notifications that arrived while nobody owned it.
-    for (const entry of resumed) await applyInbox(entry);
+    // A new owner first drains the inbox: notifications that arrived while nobody owned it. One
+    // query says which lifecycles have any, rather than one query per lifecycle (100,000 at start).
+    // A notification stored after it reaches the lifecycle directly, from the handler.
+    if (resumed.length > 0) {
+      const waiting = new Set(await withUnappliedNotifications());
+      for (const entry of resumed) if (waiting.has(entry.id)) await applyInbox(entry);
+    }
     if (waitForSettlements) await settling;
   }
 

@@ -71,6 +71,9 @@ export function memoryStore(): LifecycleStore {
       }
       return copy(late);
     },
+    async withUnappliedNotifications() {
+      return [...inbox].filter(([, list]) => list.some((n) => !n.applied)).map(([id]) => id);
+    },
     async unappliedNotifications(id) {
       return copy((inbox.get(id) ?? []).filter((n) => !n.applied));
     },

@@ -356,6 +356,13 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
     async unappliedNotifications(id) {
       return (await store.notifications(id)).filter((n) => !n.applied);
     },
+    async withUnappliedNotifications() {
+      ensureOpen();
+      const { rows } = await q<{ payment_request_id: string }>(
+        `SELECT DISTINCT payment_request_id FROM ${schema}.notifications WHERE applied = false`,
+      );
+      return rows.map((r) => r.payment_request_id);
+    },
 
     async markNotificationApplied(id) {
       ensureOpen();

@@ -210,6 +210,9 @@ function prepareReads(d: Database.Database) {
     notificationsOf: d.prepare<[string], { id: string; received_at: number; body: string; applied: number }>(
       'SELECT id, received_at, body, applied FROM notifications WHERE payment_request_id = ? ORDER BY received_at, id',
     ),
+    withUnapplied: d.prepare<[], { payment_request_id: string }>(
+      'SELECT DISTINCT payment_request_id FROM notifications WHERE applied = 0',
+    ),
     list: d.prepare<[number], LifecycleRow>('SELECT * FROM lifecycles ORDER BY created_at DESC LIMIT ?'),
     lateUnapplied: d.prepare<
       [],
@@ -382,6 +385,11 @@ export function sqliteStore(
     },
     async unappliedNotifications(id) {
       return (await this.notifications(id)).filter((n) => !n.applied);
+    },
+    async withUnappliedNotifications() {
+      return st()
+        .withUnapplied.all()
+        .map((row) => row.payment_request_id);
     },
     async notifications(id) {
       return st()

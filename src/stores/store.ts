@@ -110,6 +110,11 @@ export interface LifecycleStore {
   /** Stores a verified notification durably (before it is acknowledged). */
   recordNotification(notification: StoredNotification): Promise<void>;
   unappliedNotifications(paymentRequestId: string): Promise<StoredNotification[]>;
+  /**
+   * The payments that have notifications not yet applied, in one query: `start()` and adoption drain
+   * the inbox of those alone, instead of asking once per resumed lifecycle.
+   */
+  withUnappliedNotifications(): Promise<string[]>;
   /** Marks a notification handled without a lifecycle write (it arrived after the outcome was final). */
   markNotificationApplied(id: string): Promise<void>;
   /**
