@@ -237,6 +237,34 @@ describe('postgresStore: ownership, leases and fencing', () => {
     await b.close();
   });
 
+  it('a release wakes the other workers (not the one releasing), so that they adopt at once', async () => {
+    const a = postgresStore({ connectionString: PG_URL, schema, workerId: 'WA' });
+    const b = postgresStore({ connectionString: PG_URL, schema, workerId: 'WB' });
+    await a.open();
+    await b.open();
+    await a.insert(record('W1'), []);
+    expect(await a.acquire('W1')).toBeDefined();
+    let wokenA = 0;
+    let wokenB = 0;
+    const stopA = await a.listen(
+      () => undefined,
+      () => wokenA++,
+    );
+    const stopB = await b.listen(
+      () => undefined,
+      () => wokenB++,
+    );
+    await a.release(['W1']);
+    await eventually(() => wokenB === 1);
+    expect((await b.adopt()).map((r) => r.paymentRequestId)).toContain('W1');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(wokenA).toBe(0);
+    await stopA();
+    await stopB();
+    await a.close();
+    await b.close();
+  });
+
   it('refuses bad options with INVALID_OPTIONS', () => {
     expect(() => postgresStore({ schema: 'Bad-Name', connectionString: PG_URL })).toThrowError(
       expect.objectContaining({ code: 'INVALID_OPTIONS' }),

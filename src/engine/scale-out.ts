@@ -74,19 +74,29 @@ export function createScaleOut(options: ScaleOutOptions): ScaleOut {
 
   /** Leases, adoption and notification routing, on real time (not the engine's clock). */
   async function startSharing(store: SharedLifecycleStore): Promise<void> {
+    /** Runs `task` every `ms`, never two at once; the function returned runs it now as well. */
     const every = (ms: number, task: () => Promise<void>) => {
       let running = false;
-      const timer = setInterval(() => {
-        if (running || isStopping()) return;
+      let again = false;
+      const run = () => {
+        if (isStopping()) return;
+        if (running) {
+          again = true; // asked for while running: once more right after
+          return;
+        }
         running = true;
+        again = false;
         task()
           .catch((error: unknown) => logger.error({ err: error }, 'scale-out task failed'))
           .finally(() => {
             running = false;
+            if (again) run();
           });
-      }, ms);
+      };
+      const timer = setInterval(run, ms);
       timer.unref();
       background.push(timer);
+      return run;
     };
     const period = Math.max(200, Math.floor(store.leaseMs / 3));
     every(period, async () => {
@@ -101,7 +111,9 @@ export function createScaleOut(options: ScaleOutOptions): ScaleOut {
       }
     });
     // Adoption a little off the renewal beat, so that workers do not all query at once.
-    every(period + Math.floor(Math.random() * 100), async () => takeOver(await store.adopt(), false));
+    const adoptNow = every(period + Math.floor(Math.random() * 100), async () =>
+      takeOver(await store.adopt(), false),
+    );
     // The backstop for a missed LISTEN wake-up.
     every(period * 2, async () => {
       for (const id of await store.ownedWithUnappliedNotifications()) {
@@ -109,11 +121,15 @@ export function createScaleOut(options: ScaleOutOptions): ScaleOut {
         if (entry) await applyInbox(entry);
       }
     });
-    unlisten = await store.listen((id) => {
-      const entry = entries.get(id);
-      if (entry)
-        void applyInbox(entry).catch((error: unknown) => logger.error({ err: error }, 'inbox failed'));
-    });
+    unlisten = await store.listen(
+      (id) => {
+        const entry = entries.get(id);
+        if (entry)
+          void applyInbox(entry).catch((error: unknown) => logger.error({ err: error }, 'inbox failed'));
+      },
+      // A worker drained: its lifecycles have no owner and no lease, so they are adopted at once.
+      adoptNow,
+    );
   }
 
   function stopRounds(): void {

@@ -28,8 +28,11 @@ const Options = z
       .string()
       .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier')
       .default('alipayplus'),
-    /** Most lifecycles adopted by one worker in one round. */
-    adoptBatch: z.number().int().positive().default(1_000),
+    /**
+     * Most lifecycles adopted by one worker in one round. A dead worker's 10,000 lifecycles are taken
+     * in one round (two when their first round comes before the leases end).
+     */
+    adoptBatch: z.number().int().positive().default(10_000),
   })
   .strict()
   .refine((o) => o.pool || o.connectionString, { message: 'give a pool or a connectionString' });
@@ -83,6 +86,8 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
   const leaseMs = config.leaseMs;
   const schema = `"${config.schema}"`;
   const channel = `alipayplus_${config.schema}`;
+  /** Wakes the other workers when lifecycles are given back (a drain), so they adopt at once. */
+  const releasedChannel = `alipayplus_${config.schema}_released`;
   const ownPool = !config.pool;
   const pool = config.pool ?? new pg.Pool({ connectionString: config.connectionString, max: 10 });
   // Renewal and adoption get connections of their own: queued behind bulk writes in the shared pool,
@@ -489,6 +494,7 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
         [workerId, ids],
       );
       await q(`DELETE FROM ${schema}.workers WHERE worker_id = $1`, [workerId]);
+      await q('SELECT pg_notify($1, $2)', [releasedChannel, workerId]);
       for (const id of ids) epochs.delete(id);
     },
 
@@ -504,18 +510,20 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
       return rows.map((r) => r.payment_request_id);
     },
 
-    async listen(listener) {
+    async listen(listener, onReleased) {
       ensureOpen();
       // A dedicated connection: LISTEN does not survive being handed back to a pool.
       const client = await pool.connect();
       const onNotification = (message: pg.Notification) => {
         if (message.channel === channel && message.payload) listener(message.payload);
+        else if (message.channel === releasedChannel && message.payload !== workerId) onReleased?.();
       };
       client.on('notification', onNotification);
       await client.query(`LISTEN ${channel}`);
+      if (onReleased) await client.query(`LISTEN ${releasedChannel}`);
       return async () => {
         client.off('notification', onNotification);
-        await client.query(`UNLISTEN ${channel}`).catch(() => undefined);
+        await client.query('UNLISTEN *').catch(() => undefined);
         client.release();
       };
     },

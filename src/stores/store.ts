@@ -146,7 +146,11 @@ export interface SharedLifecycleStore extends LifecycleStore {
   /** IDs of owned lifecycles with notifications not yet applied (the backstop for missed wake-ups). */
   ownedWithUnappliedNotifications(): Promise<string[]>;
   /** Calls `listener` with a payment ID whenever any worker stores a notification for it. */
-  listen(listener: (paymentRequestId: string) => void): Promise<() => Promise<void>>;
+  listen(
+    listener: (paymentRequestId: string) => void,
+    /** Called when another worker gives lifecycles back (a drain): adopt them now, not next round. */
+    onReleased?: () => void,
+  ): Promise<() => Promise<void>>;
   /**
    * Until when (performance.now() ms) this worker's leases are surely valid. No side effect (a
    * cancel) may start after it: the worker may have been paused and its lifecycles adopted.
