@@ -443,7 +443,20 @@ describe('input and notifications at the edge', () => {
     const alipay = generateTestKeyPair();
     testAlipayPrivateKey = alipay.privatePem;
     const w = await world({ simulator: { privateKey: alipay.privatePem } });
-    await payAndTrack(w, 'SEC-1', { decideAfterMs: null, notify: { mode: 'none' } });
+    // Open for an hour (a minute is a second at 60×): on a busy machine the posts below must not
+    // outlast the payment, which would close before the genuine notification.
+    const order = w.sim.createOrder({
+      paymentRequestId: 'SEC-1',
+      notifyUrl: w.notifyUrl,
+      expiresAt: w.engine.clock.now() + 3_600_000,
+      scenario: { decideAfterMs: null, notify: { mode: 'none' } },
+    });
+    await w.engine.track({
+      paymentRequestId: 'SEC-1',
+      amount: order.amount,
+      createdAt: order.createdAt,
+      paymentExpiryTime: order.expiresAt,
+    });
     const paid = JSON.stringify({
       paymentRequestId: 'SEC-1',
       paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S' },

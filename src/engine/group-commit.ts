@@ -1,7 +1,7 @@
 import { AlipayPlusLifecycleError } from '../errors.js';
 import type { LifecycleRecord, LifecycleStore, LifecycleWrite } from '../stores/store.js';
 import type { EngineClock } from './clock.js';
-import { type Entry, stateString } from './lifecycle-entry.js';
+import { type Entry, NOTHING_PENDING, stateString } from './lifecycle-entry.js';
 import type { Logger } from './logger.js';
 
 /** What {@link createGroupCommit} needs from the engine. */
@@ -63,8 +63,8 @@ export function createGroupCommit(options: GroupCommitOptions): GroupCommit {
       };
       entry.version += 1;
       entry.dirty = false;
-      entry.audit = [];
-      entry.appliedNotifications = [];
+      entry.audit = NOTHING_PENDING;
+      entry.appliedNotifications = NOTHING_PENDING;
       return write;
     });
     flushing = (async () => {

@@ -50,6 +50,20 @@ export interface Entry {
   seenNotifications?: Set<string>;
 }
 
+/**
+ * What an entry holds between writes when it has nothing to add: one shared, frozen empty list, so
+ * that a write does not leave two new arrays behind in each of 100,000 entries. A new array is made
+ * on the first push.
+ */
+export const NOTHING_PENDING: never[] = Object.freeze([]) as unknown as never[];
+
+/** Adds to an entry's pending list (audit entries, applied notifications), making it on first need. */
+export function pending<T>(list: T[], item: T): T[] {
+  if (list === NOTHING_PENDING) return [item];
+  list.push(item);
+  return list;
+}
+
 /** Interned state strings: each lifecycle keeps one, and thousands must not each own a copy. */
 const stateStrings = new Map<string, Map<string, string>>();
 
@@ -187,7 +201,7 @@ export function createLifecycleEntries(options: LifecycleEntriesOptions): Lifecy
       const audit: AuditEntry = { paymentRequestId: entry.id, at: clock.now(), from, to, event: eventLabel };
       const code = decidingCode(snapshot, event.type, event);
       if (code) audit.code = code;
-      entry.audit.push(audit);
+      entry.audit = pending(entry.audit, audit);
       if (emitter.listenerCount('transition') > 0)
         emitter.emit('transition', { ...audit, paymentRequestId: entry.id } satisfies TransitionEvent);
     }
@@ -221,8 +235,8 @@ export function createLifecycleEntries(options: LifecycleEntriesOptions): Lifecy
       durableVersion: 0,
       lastSnapshot: undefined,
       dirty: false,
-      audit: [],
-      appliedNotifications: [],
+      audit: NOTHING_PENDING,
+      appliedNotifications: NOTHING_PENDING,
       stopped: false,
       settling: false,
       sending: undefined,

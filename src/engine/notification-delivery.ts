@@ -3,7 +3,7 @@ import type { LifecycleEvent } from '../../machines/payment-lifecycle.js';
 import type { LifecycleStore, StoredNotification } from '../stores/store.js';
 import type { EngineClock } from './clock.js';
 import type { LateNotificationEvent } from './engine-events.js';
-import type { Entry } from './lifecycle-entry.js';
+import { type Entry, pending } from './lifecycle-entry.js';
 import type { Logger } from './logger.js';
 
 /** What {@link createNotificationDelivery} needs from the engine. */
@@ -47,7 +47,7 @@ export function createNotificationDelivery(options: NotificationDeliveryOptions)
       entry.seenNotifications ??= new Set();
       if (entry.seenNotifications.has(notification.id)) return;
       entry.seenNotifications.add(notification.id);
-      entry.appliedNotifications.push(notification.id);
+      entry.appliedNotifications = pending(entry.appliedNotifications, notification.id);
       send(entry, { type: 'NOTIFIED', notification: notification.body, at: clock.now() });
       await durable(entry).catch(() => undefined);
       return;
