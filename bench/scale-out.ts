@@ -333,7 +333,7 @@ export async function runScaleOutBench(): Promise<void> {
     const killed = await measure('adopt-owner', heir, 'adopt-heir', () => owner.child.kill('SIGKILL'));
     console.log(
       `adoption of ${ADOPT} lifecycles after SIGKILL (lease ${LEASE_MS} ms, renewal every ${Math.floor(LEASE_MS / 3)} ms, ` +
-        `adoptBatch 1000, one survivor): first adopted after ${killed.firstAdopted.toFixed(0)} ms, all owned by the survivor ` +
+        `adoptBatch the store default (10,000), one survivor): first adopted after ${killed.firstAdopted.toFixed(0)} ms, all owned by the survivor ` +
         `after ${killed.inTable.toFixed(0)} ms, all resumed in its memory after ${killed.inMemory.toFixed(0)} ms ` +
         `(tracking them took ${trackSeconds.toFixed(1)} s, ${(ADOPT / trackSeconds).toFixed(0)} tracks/s in one worker)`,
     );
