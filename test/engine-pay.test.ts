@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   AlipayPlusLifecycleError,
   createPaymentEngine,
@@ -14,19 +14,11 @@ import {
   scaledClock,
   sqliteStore,
 } from '../src/index.js';
-import { createWorld, type World } from './helpers/e2e.js';
+import { type World, worldsStoppedAfterEach } from './helpers/e2e.js';
 import { payRequest } from './helpers/pay-requests.js';
 import { testTempDir } from './helpers/temp-dir.js';
 
-const worlds: World[] = [];
-async function world(options: Parameters<typeof createWorld>[0] = {}) {
-  const w = await createWorld(options);
-  worlds.push(w);
-  return w;
-}
-afterEach(async () => {
-  for (const w of worlds.splice(0)) await w.stop();
-});
+const world = worldsStoppedAfterEach();
 
 const DAY = 24 * 3_600_000;
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));

@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   buildSignatureHeader,
   buildSignContent,
@@ -14,20 +14,12 @@ import {
 } from '../src/index.js';
 import { drawScenarioOf, FAULT_KINDS, mixLabels } from '../src/simulator/index.js';
 import { streamFor } from '../src/simulator/random.js';
-import { createWorld, payAndTrack, reconcile, type World } from './helpers/e2e.js';
+import { payAndTrack, reconcile, type World, worldsStoppedAfterEach } from './helpers/e2e.js';
 import { generateTestKeyPair } from './helpers/keys.js';
 import { eventually } from './helpers/notify-receiver.js';
 import { testTempDir } from './helpers/temp-dir.js';
 
-const worlds: World[] = [];
-async function world(options: Parameters<typeof createWorld>[0] = {}) {
-  const w = await createWorld(options);
-  worlds.push(w);
-  return w;
-}
-afterEach(async () => {
-  for (const w of worlds.splice(0)) await w.stop();
-});
+const world = worldsStoppedAfterEach();
 
 /** IDs of payments that got a cancelPayment after an inquiry answer reported them paid. */
 function cancelsAfterSuccess(w: World): string[] {

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { afterEach } from 'vitest';
 import { agreesWithTruth } from '../../src/demo/reconcile.js';
 import {
   type AlipayPlusClient,
@@ -109,6 +110,19 @@ export async function createWorld(
       await client.close();
       await sim.stop();
     },
+  };
+}
+
+/** A `world()` for a test file: every world it creates is stopped after each test. */
+export function worldsStoppedAfterEach(): (options?: Parameters<typeof createWorld>[0]) => Promise<World> {
+  const worlds: World[] = [];
+  afterEach(async () => {
+    for (const w of worlds.splice(0)) await w.stop();
+  });
+  return async (options = {}) => {
+    const w = await createWorld(options);
+    worlds.push(w);
+    return w;
   };
 }
 
