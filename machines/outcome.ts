@@ -2,7 +2,16 @@ import type { Amount, SettlementQuote } from '../src/protocol/common.js';
 import type { Transaction } from '../src/protocol/inquiry-payment.js';
 import type { OrderCodeForm } from '../src/protocol/pay.js';
 
-export type FinalStatus = 'succeeded' | 'failed' | 'closed' | 'cancelled' | 'refunded' | 'attention';
+/** Every final status a lifecycle can end in. */
+export const FINAL_STATUSES = [
+  'succeeded',
+  'failed',
+  'closed',
+  'cancelled',
+  'refunded',
+  'attention',
+] as const;
+export type FinalStatus = (typeof FINAL_STATUSES)[number];
 
 /** Why a lifecycle stopped and asked for a person. */
 export type AttentionReason =

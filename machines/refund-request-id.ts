@@ -3,6 +3,9 @@ import { MAX_ID_LENGTH } from '../src/protocol/common.js';
 
 const SUFFIX = '-RF';
 
+/** The `refundReason` of a refund for money taken by a payment whose result was never confirmed. */
+export const REFUND_DUE_REASON = 'payment result unconfirmed when the cancel window closed';
+
 /**
  * The `refundRequestId` of a payment's refund, derived from its `paymentRequestId` alone, so that
  * every retry, every restart and every worker sends the same key and Alipay+ refunds at most once.

@@ -2,7 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import {
-  type FinalStatus,
+  FINAL_STATUSES,
   type LifecycleInput,
   type LifecycleOutcome,
   refundRequestIdFor,
@@ -33,14 +33,6 @@ import {
  */
 
 const HOUR = 3_600_000;
-const FINAL_STATUSES: readonly FinalStatus[] = [
-  'succeeded',
-  'failed',
-  'closed',
-  'cancelled',
-  'refunded',
-  'attention',
-];
 const OTHER_AMOUNT = { currency: 'JPY', value: '999' };
 
 const INQUIRY_FINAL = {

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import type { LifecycleOutcome } from '../../machines/outcome.js';
-import { refundRequestIdFor } from '../../machines/refund-request-id.js';
+import { REFUND_DUE_REASON, refundRequestIdFor } from '../../machines/refund-request-id.js';
 import { createAlipayPlusClient } from '../client/alipayplus-client.js';
 import type { RefundOutcome } from '../client/answers.js';
 import type { Amount } from '../protocol/common.js';
@@ -30,7 +30,6 @@ interface RefundFlags extends EndpointFlags {
 }
 
 /** The engine's own reason (autoRefund), so that a refund sent here is the identical request. */
-export const REFUND_DUE_REASON = 'payment result unconfirmed when the cancel window closed';
 const FORCED_REASON = 'refund requested by the merchant';
 /** The backoff doubles from `--retry-delay` up to this. */
 const MAX_RETRY_DELAY_MS = 30_000;

@@ -1,18 +1,10 @@
 import type { PayRowId } from '../../machines/decision-table.js';
-import type { FinalStatus, LifecycleOutcome } from '../../machines/outcome.js';
+import { FINAL_STATUSES, type FinalStatus, type LifecycleOutcome } from '../../machines/outcome.js';
 import { PAY_MODES, type PayMode } from '../protocol/pay.js';
 import { mixLabels } from '../simulator/scenario.js';
 import type { DemoProgress, DemoResult } from './run-demo.js';
 import { percentile, table } from './stats.js';
 
-const STATUSES: readonly FinalStatus[] = [
-  'succeeded',
-  'failed',
-  'closed',
-  'cancelled',
-  'refunded',
-  'attention',
-];
 /** The states a lifecycle passes through before its outcome, in the order it can pass them. */
 const IN_FLIGHT = [
   'paying',
@@ -69,13 +61,16 @@ export interface DemoFigures {
 
 /** Computes the figures of a run from its outcomes, the ground truth and the simulator's logs. */
 export function demoFigures(result: DemoResult): DemoFigures {
-  const byStatus = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<FinalStatus, number>;
+  const byStatus = Object.fromEntries(FINAL_STATUSES.map((s) => [s, 0])) as Record<FinalStatus, number>;
   for (const outcome of result.outcomes.values()) byStatus[outcome.status]++;
 
   const truthById = new Map(result.truths.map((t) => [t.paymentRequestId, t]));
   const labels = new Map<string, Record<FinalStatus | 'lost', number>>();
   const empty = () =>
-    Object.fromEntries([...STATUSES, 'lost'].map((s) => [s, 0])) as Record<FinalStatus | 'lost', number>;
+    Object.fromEntries([...FINAL_STATUSES, 'lost'].map((s) => [s, 0])) as Record<
+      FinalStatus | 'lost',
+      number
+    >;
   for (const label of mixLabels('checkout')) labels.set(label, empty());
   for (const id of result.tracked) {
     const label = truthById.get(id)?.label ?? '(unknown)';
@@ -160,7 +155,7 @@ export function formatReport(result: DemoResult, figures: DemoFigures = demoFigu
     table(
       ['status', 'payments'],
       [
-        ...STATUSES.map((s) => [s, figures.byStatus[s]] as [string, number]),
+        ...FINAL_STATUSES.map((s) => [s, figures.byStatus[s]] as [string, number]),
         ['no outcome (lost)', rec.lost.length],
       ],
     ),
@@ -176,10 +171,10 @@ export function formatReport(result: DemoResult, figures: DemoFigures = demoFigu
   const kinds = [...PAY_ANSWER_KINDS, ...unanswered].filter(([kind]) => total(figures.byPayAnswer[kind]) > 0);
   lines.push(
     table(
-      ['pay answer', 'payments', ...STATUSES, 'lost'],
+      ['pay answer', 'payments', ...FINAL_STATUSES, 'lost'],
       kinds.map(([kind, name]) => {
         const counts = figures.byPayAnswer[kind];
-        return [name, total(counts), ...STATUSES.map((s) => counts[s]), counts.lost];
+        return [name, total(counts), ...FINAL_STATUSES.map((s) => counts[s]), counts.lost];
       }),
     ),
   );
@@ -187,8 +182,8 @@ export function formatReport(result: DemoResult, figures: DemoFigures = demoFigu
   lines.push('By scenario of the checkout mix');
   lines.push(
     table(
-      ['scenario', ...STATUSES, 'lost'],
-      figures.byLabel.map(([label, counts]) => [label, ...STATUSES.map((s) => counts[s]), counts.lost]),
+      ['scenario', ...FINAL_STATUSES, 'lost'],
+      figures.byLabel.map(([label, counts]) => [label, ...FINAL_STATUSES.map((s) => counts[s]), counts.lost]),
     ),
   );
   lines.push('');
@@ -253,7 +248,7 @@ export function formatReport(result: DemoResult, figures: DemoFigures = demoFigu
 
 /** One plain progress line (no escape codes): for logs, pipes and CI. */
 export function progressLine(p: DemoProgress): string {
-  const states = [...IN_FLIGHT, ...STATUSES].map((s) => `${s} ${p.byState[s] ?? 0}`).join(', ');
+  const states = [...IN_FLIGHT, ...FINAL_STATUSES].map((s) => `${s} ${p.byState[s] ?? 0}`).join(', ');
   return `progress: ${p.settled}/${p.total} settled, ${p.created} created; ${states} (${seconds(p.realElapsedMs)} s real, ${seconds(p.simElapsedMs)} s simulated)`;
 }
 
@@ -267,6 +262,6 @@ export function progressBlock(p: DemoProgress, width = 40): string[] {
   return [
     `${bar} ${percent}  ${p.settled}/${p.total} settled, ${p.created} created  ${seconds(p.realElapsedMs)} s (${seconds(p.simElapsedMs)} s simulated)`,
     `in flight: ${counts(IN_FLIGHT)}`,
-    `outcomes:  ${counts(STATUSES)}`,
+    `outcomes:  ${counts(FINAL_STATUSES)}`,
   ];
 }

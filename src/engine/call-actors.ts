@@ -6,6 +6,7 @@ import {
   paymentLifecycleMachine,
   type RefundCallInput,
 } from '../../machines/payment-lifecycle.js';
+import { REFUND_DUE_REASON } from '../../machines/refund-request-id.js';
 import type { AlipayPlusClient } from '../client/alipayplus-client.js';
 import type {
   CancelOutcome,
@@ -92,7 +93,7 @@ export function provideCallActors(options: CallActorsOptions): typeof paymentLif
           refundRequestId: input.refundRequestId,
           ...input.ref,
           refundAmount: input.refundAmount,
-          refundReason: 'payment result unconfirmed when the cancel window closed',
+          refundReason: REFUND_DUE_REASON,
         };
         return {
           outcome: await limiter.run(signal, () => refund(request, { signal }), abortedCall),
