@@ -28,6 +28,7 @@ import { machineLine, median, percentile, scriptArgs, trackInBatches } from './m
 
 const PAYMENTS = Number(process.env.BENCH_PAYMENTS ?? 10_000);
 const CLIENT_ID = 'BENCH_CLIENT';
+const TRACE_LATE = process.env.BENCH_TRACE_LATE === '1';
 
 const acqp = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const acqpPublicPem = acqp.publicKey.export({ type: 'spki', format: 'pem' }).toString();
@@ -65,7 +66,9 @@ function lateClock(base: EngineClock, lateness: number[]): EngineClock {
     setTimeout(fn, ms) {
       const due = performance.now() + ms;
       return base.setTimeout(() => {
-        lateness.push(performance.now() - due);
+        const late = performance.now() - due;
+        lateness.push(late);
+        if (TRACE_LATE && late > 50) console.log(`late ${late.toFixed(0)} ms at ${due.toFixed(0)} (ms ${ms})`);
         fn();
       }, ms);
     },
