@@ -24,7 +24,7 @@ import {
   sqliteStore,
   systemClock,
 } from '../src/index.js';
-import { machineLine, median, percentile, scriptArgs, trackInBatches } from './machine.js';
+import { latenessClock, machineLine, median, percentile, scriptArgs, trackInBatches } from './machine.js';
 
 const PAYMENTS = Number(process.env.BENCH_PAYMENTS ?? 10_000);
 const CLIENT_ID = 'BENCH_CLIENT';
@@ -59,21 +59,12 @@ function rawBound(seconds: number): number {
   return n / ((performance.now() - start) / 1000);
 }
 
-/** Wraps a clock to record how late each timer fires. */
+/** Records how late each wait ends (see latenessClock); BENCH_TRACE_LATE=1 prints the ones over 50 ms. */
 function lateClock(base: EngineClock, lateness: number[]): EngineClock {
-  return {
-    now: base.now,
-    setTimeout(fn, ms) {
-      const due = performance.now() + ms;
-      return base.setTimeout(() => {
-        const late = performance.now() - due;
-        lateness.push(late);
-        if (TRACE_LATE && late > 50) console.log(`late ${late.toFixed(0)} ms at ${due.toFixed(0)} (ms ${ms})`);
-        fn();
-      }, ms);
-    },
-    clearTimeout: base.clearTimeout,
-  };
+  return latenessClock(base, (late, due) => {
+    lateness.push(late);
+    if (TRACE_LATE && late > 50) console.log(`late ${late.toFixed(0)} ms, due at ${due.toFixed(0)}`);
+  });
 }
 
 const gc = (globalThis as { gc?: () => void }).gc;

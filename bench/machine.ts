@@ -1,6 +1,6 @@
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import type { PaymentEngine, TrackInput } from '../src/index.js';
+import type { EngineClock, PaymentEngine, TrackInput } from '../src/index.js';
 
 /** One line naming the machine a figure was measured on; every bench prints it first. */
 export function machineLine(): string {
@@ -48,4 +48,37 @@ export async function trackInBatches(
     for (let i = first; i < Math.min(count, first + 500); i++) batch.push(engine.track(input(i)));
     await Promise.all(batch);
   }
+}
+
+/**
+ * Wraps a clock to report how late each wait ends: `record(lateMs, dueMs)` once per wait, with
+ * `performance.now()` times. A zero-delay timer set while a timer's callback runs continues that
+ * wait (a sleeping lifecycle woken at its deadline re-arms its own timer at 0 ms, and only that one
+ * sends the inquiry): it is measured from the first timer's deadline, and the first is not counted.
+ */
+export function latenessClock(
+  base: EngineClock,
+  record: (lateMs: number, dueMs: number) => void,
+): EngineClock {
+  let firing: { due: number; continued: boolean } | undefined;
+  return {
+    now: base.now,
+    setTimeout(fn, ms) {
+      const continues = ms <= 0 && firing !== undefined;
+      const due = continues && firing ? firing.due : performance.now() + ms;
+      if (continues && firing) firing.continued = true;
+      return base.setTimeout(() => {
+        const outer = firing;
+        const current = { due, continued: false };
+        firing = current;
+        try {
+          fn();
+        } finally {
+          firing = outer;
+        }
+        if (!current.continued) record(performance.now() - due, due);
+      }, ms);
+    },
+    clearTimeout: base.clearTimeout,
+  };
 }

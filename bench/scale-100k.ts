@@ -25,7 +25,7 @@ import {
   sqliteStore,
   systemClock,
 } from '../src/index.js';
-import { machineLine, percentile, scriptArgs, trackInBatches } from './machine.js';
+import { latenessClock, machineLine, percentile, scriptArgs, trackInBatches } from './machine.js';
 
 const PAYMENTS = Number(process.env.BENCH_100K_PAYMENTS ?? 100_000);
 const INTERVAL_MS = Number(process.env.BENCH_100K_INTERVAL_MS ?? 60_000);
@@ -91,17 +91,9 @@ async function hold(dbPath: string): Promise<void> {
   // Counted: timers due once tracking has finished, until one interval later.
   let from = Number.POSITIVE_INFINITY;
   let until = Number.POSITIVE_INFINITY;
-  const clock: EngineClock = {
-    now: systemClock.now,
-    setTimeout(fn, ms) {
-      const due = performance.now() + ms;
-      return systemClock.setTimeout(() => {
-        if (due >= from && due < until) lateness.push(performance.now() - due);
-        fn();
-      }, ms);
-    },
-    clearTimeout: systemClock.clearTimeout,
-  };
+  const clock = latenessClock(systemClock, (late, due) => {
+    if (due >= from && due < until) lateness.push(late);
+  });
   const { engine } = engineFor(dbPath, clock);
   await engine.start();
   const before = heap();

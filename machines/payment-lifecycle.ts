@@ -356,6 +356,26 @@ for (const row of INQUIRY_DECISION_TABLE) {
 }
 
 /**
+ * The deadline of the one timer of each plain waiting state (epoch ms): the machine's own delays
+ * read it, and so does {@link wakeAt}. Nothing but that timer, a notification or a CLOSE can move a
+ * lifecycle out of these states.
+ */
+const WAITS = {
+  'awaitingResult.pending': (context: LifecycleContext) => context.nextInquiryAt,
+  'awaitingNotification.waiting': (context: LifecycleContext) => context.expiresAt,
+} as const;
+
+/**
+ * When a lifecycle resting in a plain waiting state (`awaitingResult.pending`,
+ * `awaitingNotification.waiting`) next has something to do on its own: its timer's deadline. An
+ * engine may keep such a lifecycle as its stored snapshot alone, without an actor, and restore it
+ * then (or when an event for it arrives). `undefined` for every other state.
+ */
+export function wakeAt(state: string, context: LifecycleContext): number | undefined {
+  return state in WAITS ? WAITS[state as keyof typeof WAITS](context) : undefined;
+}
+
+/**
  * The payment lifecycle: from "result unknown" to exactly one final outcome.
  *
  * Pure: no I/O, no clock reads, no globals. The calls are invoked actors provided by name
@@ -385,8 +405,8 @@ export const paymentLifecycleMachine = setup({
     >,
   },
   delays: {
-    untilNextInquiry: ({ context }) => Math.max(0, context.nextInquiryAt - context.now),
-    untilExpiry: ({ context }) => Math.max(0, context.expiresAt - context.now),
+    untilNextInquiry: ({ context }) => Math.max(0, WAITS['awaitingResult.pending'](context) - context.now),
+    untilExpiry: ({ context }) => Math.max(0, WAITS['awaitingNotification.waiting'](context) - context.now),
     untilCancelRetry: ({ context }) =>
       Math.max(0, (context.cancel?.nextAttemptAt ?? context.now) - context.now),
     untilCancelWindowEnds: ({ context }) => Math.max(0, context.cancelWindowEndsAt - context.now),

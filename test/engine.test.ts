@@ -367,6 +367,111 @@ describe('restart', () => {
   });
 });
 
+describe('sleeping lifecycles', () => {
+  /** A payment the simulator never decides and never notifies, tracked with a one-minute schedule. */
+  async function waiting(w: World, id: string): Promise<void> {
+    w.sim.createOrder({
+      paymentRequestId: id,
+      expiresAt: w.engine.clock.now() + 3_600_000,
+      scenario: { decideAfterMs: null, notify: { mode: 'none' } },
+    });
+    await w.engine.track({ paymentRequestId: id, paymentExpiryTime: w.engine.clock.now() + 3_600_000 });
+  }
+  const minute = { policy: { inquiryScheduleMs: [60_000] } };
+
+  it('a lifecycle waiting for a far timer lets its actor go, wakes at the deadline, inquires, and sleeps again; nothing is written for it', async () => {
+    const store = memoryStore();
+    const written: string[] = [];
+    const write = store.write.bind(store);
+    store.write = async (writes) => {
+      written.push(...writes.map((x) => x.record.state));
+      return write(writes);
+    };
+    const w = await world({ store, engine: minute });
+    const trackedAt = w.engine.clock.now();
+    w.sim.createOrder({
+      paymentRequestId: 'SLEEP-1',
+      expiresAt: trackedAt + 3_600_000,
+      scenario: { decideAfterMs: 150_000, notify: { mode: 'none' } },
+    });
+    await w.engine.track({ paymentRequestId: 'SLEEP-1', paymentExpiryTime: trackedAt + 3_600_000 });
+    expect(w.engine.sleepingCount).toBe(1);
+    expect(w.engine.activeCount).toBe(1);
+    expect(w.engine.get('SLEEP-1')?.state).toBe('awaitingResult.pending');
+    // Woken twice (still processing at 1 and 2 minutes: back to sleep), paid at the third.
+    await eventually(() => written.length === 1 && w.engine.sleepingCount === 1);
+    const outcome = await w.engine.outcome('SLEEP-1');
+    expect(outcome.status).toBe('succeeded');
+    expect(outcome.inquiries).toBe(3);
+    // One write per answer, as with an actor held throughout: none for sleeping or waking.
+    expect(written).toEqual(['awaitingResult.pending', 'awaitingResult.pending', 'succeeded']);
+    // Never early: each inquiry is sent at or after its deadline, one schedule step apart.
+    const sent = w.sim.calls().filter((c) => c.api === 'inquiryPayment' && c.paymentRequestId === 'SLEEP-1');
+    expect(sent).toHaveLength(3);
+    for (const [i, call] of sent.entries())
+      expect(call.at).toBeGreaterThanOrEqual(trackedAt + 60_000 * (i + 1));
+    const audit = (await store.audit('SLEEP-1')).map((a) => a.event);
+    expect(audit).not.toContain('RESUME');
+    expect(audit.filter((e) => e === 'timer.untilNextInquiry')).toHaveLength(3);
+    expect(w.engine.sleepingCount).toBe(0);
+  });
+
+  it('a notification, a close or a track for a sleeping lifecycle: woken for the event, or shown as stored', async () => {
+    const w = await world({ engine: minute });
+    for (const id of ['SLEEP-N', 'SLEEP-C', 'SLEEP-T']) await waiting(w, id);
+    expect(w.engine.sleepingCount).toBe(3);
+    // track again: the same lifecycle, still asleep.
+    expect((await w.engine.track({ paymentRequestId: 'SLEEP-T' })).state).toBe('awaitingResult.pending');
+    expect(w.engine.sleepingCount).toBe(3);
+    // A notification wakes it and decides at once, long before the next inquiry.
+    const notification = {
+      id: 'N-SLEEP',
+      paymentRequestId: 'SLEEP-N',
+      receivedAt: w.engine.clock.now(),
+      body: {
+        paymentRequestId: 'SLEEP-N',
+        paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S' },
+      },
+      applied: false,
+    } as const;
+    await w.engine.storeNotification(notification);
+    await w.engine.deliverNotification(notification);
+    const paid = await w.engine.outcome('SLEEP-N');
+    expect(paid.status).toBe('succeeded');
+    expect(paid.decidedBy.source).toBe('notification');
+    expect(paid.inquiries).toBe(0);
+    // A close wakes it and cancels.
+    await w.engine.close('SLEEP-C');
+    expect((await w.engine.outcome('SLEEP-C')).status).toBe('cancelled');
+    expect(w.engine.sleepingCount).toBe(1);
+    expect((await w.store.unappliedNotifications('SLEEP-N')).length).toBe(0);
+  });
+
+  it('a restart restores no actor for a lifecycle that only waits: it sleeps until due, and its RESUME is audited then', async () => {
+    const store = memoryStore();
+    const w = await world({ store, engine: minute });
+    for (const id of ['REST-1', 'REST-2']) await waiting(w, id);
+    await w.engine.stop();
+    expect(w.engine.activeCount).toBe(0);
+    await w.engine.start();
+    expect(w.engine.activeCount).toBe(2);
+    expect(w.engine.sleepingCount).toBe(2);
+    await w.engine.close('REST-1');
+    expect((await w.engine.outcome('REST-1')).status).toBe('cancelled');
+    expect((await store.audit('REST-1')).map((a) => a.event)).toContain('RESUME');
+    expect(w.engine.get('REST-2')?.state).toBe('awaitingResult.pending');
+  });
+
+  it('sleepAfterMs: Infinity keeps every actor, and so does an inspector', async () => {
+    const kept = await world({ engine: { ...minute, sleepAfterMs: Number.POSITIVE_INFINITY } });
+    await waiting(kept, 'KEPT-1');
+    const inspected = await world({ engine: { ...minute, inspect: () => undefined } });
+    await waiting(inspected, 'KEPT-2');
+    expect([kept.engine.sleepingCount, inspected.engine.sleepingCount]).toEqual([0, 0]);
+    expect([kept.engine.activeCount, inspected.engine.activeCount]).toEqual([1, 1]);
+  });
+});
+
 describe('input and notifications at the edge', () => {
   it.each([
     ['an ID of 65 characters', { paymentRequestId: 'x'.repeat(65) }],

@@ -4,6 +4,7 @@ import {
   type LifecycleInput,
   refundRequestIdFor,
   resolveLifecycleInput,
+  wakeAt,
 } from '../machines/index.js';
 import { Id, MAX_ID_LENGTH } from '../src/protocol/common.js';
 import { answers, baseInput, LifecycleHarness, notifications, T0 } from './helpers/lifecycle-harness.js';
@@ -19,6 +20,38 @@ async function intoCancelling(extra = {}) {
   h.autoInquiry = undefined;
   return h;
 }
+
+describe('wakeAt: what an engine may sleep until', () => {
+  it('is the deadline of the one armed timer in each plain waiting state, and undefined in every other', async () => {
+    const h = new LifecycleHarness(baseInput({ policy: { awaitNotificationAfter: 2 } }));
+    const armed = () => (h as unknown as { nextTimerAt(): number | undefined }).nextTimerAt();
+    const seen: string[] = [];
+    const check = () => {
+      seen.push(h.state());
+      const at = wakeAt(h.state(), h.context());
+      if (h.state() === 'awaitingResult.pending' || h.state() === 'awaitingNotification.waiting')
+        expect(at).toBe(armed());
+      else expect(at).toBeUndefined();
+    };
+    check();
+    for (let i = 0; i < 2; i++) {
+      await h.runUntilCallOrFinal();
+      check();
+      await h.answer(answers.processing());
+      check();
+    }
+    await h.runUntilCallOrFinal();
+    check();
+    expect(seen).toEqual([
+      'awaitingResult.pending',
+      'awaitingResult.inquiring',
+      'awaitingResult.pending',
+      'awaitingResult.inquiring',
+      'awaitingNotification.waiting',
+      'awaitingNotification.lastLook',
+    ]);
+  });
+});
 
 describe('polling schedule', () => {
   it('grows per the default schedule, the last interval repeating, with an inquiry at expiry', async () => {

@@ -165,8 +165,11 @@ export interface LifecycleEntriesOptions {
 /** Spawns, resumes and feeds the lifecycle actors; see {@link createLifecycleEntries}. */
 export interface LifecycleEntries {
   spawn(id: string, input: StoredLifecycleInput, createdAt: number, snapshot?: unknown): Entry;
-  /** Restores a stored lifecycle into `entries`, started and re-armed. */
-  resume(record: LifecycleRecord): Entry;
+  /**
+   * Restores a stored lifecycle into `entries`, started and re-armed. `woken`: a sleeper (see
+   * sleeping.ts), whose RESUME is no event worth an audit entry unless it moves the lifecycle.
+   */
+  resume(record: LifecycleRecord, woken?: boolean): Entry;
   /** Sends an external event, so that the audit log can name it without an inspector. */
   send(entry: Entry, event: LifecycleEvent): void;
 }
@@ -177,6 +180,8 @@ export interface LifecycleEntries {
  */
 export function createLifecycleEntries(options: LifecycleEntriesOptions): LifecycleEntries {
   const { entries, machine, clock, actorClock, inspect, emitter, persist, leftPaying } = options;
+  /** The sleeper being restored right now (see `resume`). */
+  let waking: Entry | undefined;
 
   function send(entry: Entry, event: LifecycleEvent): void {
     entry.sending = event;
@@ -197,6 +202,8 @@ export function createLifecycleEntries(options: LifecycleEntriesOptions): Lifecy
     if (event.type === 'xstate.init') return;
     const eventLabel = eventName(event.type);
     const external = event.type === 'NOTIFIED' || event.type === 'CLOSE' || event.type === 'RESUME';
+    // A sleeper restored at its deadline resumes where it was: nothing to record.
+    if (from === to && entry === waking) return;
     if (from !== to || external) {
       const audit: AuditEntry = { paymentRequestId: entry.id, at: clock.now(), from, to, event: eventLabel };
       const code = decidingCode(snapshot, event.type, event);
@@ -270,14 +277,19 @@ export function createLifecycleEntries(options: LifecycleEntriesOptions): Lifecy
     return entry;
   }
 
-  function resume(record: LifecycleRecord): Entry {
+  function resume(record: LifecycleRecord, woken = false): Entry {
     const entry = spawn(record.paymentRequestId, record.input, record.createdAt, record.snapshot);
     entry.version = record.version;
     entry.durableVersion = record.version;
     entries.set(entry.id, entry);
     entry.actor.start();
     // XState does not re-arm `after` timers of a restored actor (statelyai/xstate#5331): RESUME does.
-    send(entry, { type: 'RESUME', at: clock.now() });
+    if (woken) waking = entry;
+    try {
+      send(entry, { type: 'RESUME', at: clock.now() });
+    } finally {
+      waking = undefined;
+    }
     return entry;
   }
 

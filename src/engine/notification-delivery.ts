@@ -12,8 +12,8 @@ export interface NotificationDeliveryOptions {
   clock: EngineClock;
   logger: Logger;
   emitter: EventEmitter;
-  /** The lifecycles held in memory: a notification goes to the one held here. */
-  entries: ReadonlyMap<string, Entry>;
+  /** The lifecycle held here, with its actor (a sleeping one is woken): a notification goes to it. */
+  held(id: string): Entry | undefined;
   send(entry: Entry, event: LifecycleEvent): void;
   /** Resolves once everything the entry did so far is durable (group commit). */
   durable(entry: Entry): Promise<void>;
@@ -33,7 +33,7 @@ export interface NotificationDelivery {
  * an unknown payment waits in the inbox.
  */
 export function createNotificationDelivery(options: NotificationDeliveryOptions): NotificationDelivery {
-  const { store, clock, logger, emitter, entries, send, durable } = options;
+  const { store, clock, logger, emitter, held, send, durable } = options;
 
   async function applyInbox(entry: Entry): Promise<void> {
     for (const notification of await store.unappliedNotifications(entry.id))
@@ -41,7 +41,7 @@ export function createNotificationDelivery(options: NotificationDeliveryOptions)
   }
 
   async function deliverNotification(notification: StoredNotification): Promise<void> {
-    const entry = entries.get(notification.paymentRequestId);
+    const entry = held(notification.paymentRequestId);
     if (entry && !entry.stopped && entry.lastSnapshot?.status !== 'done') {
       // The handler and an inbox drain can race for the same notification: apply it once.
       entry.seenNotifications ??= new Set();

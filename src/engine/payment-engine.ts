@@ -40,6 +40,7 @@ import {
 import { completePay, MaxPayExpiry, samePayContent, withExpiry } from './pay-input.js';
 import { createScaleOut } from './scale-out.js';
 import { createSettlement } from './settlement.js';
+import { createSleeping } from './sleeping.js';
 import { TrackInput } from './track-input.js';
 
 export type { EngineEvents, LateNotificationEvent, TransitionEvent } from './engine-events.js';
@@ -72,6 +73,13 @@ export interface PaymentEngineOptions {
    * 10 min, order and entry code 5 min.
    */
   maxPayExpiryMs?: Partial<Record<PayMode, number>>;
+  /**
+   * A lifecycle that only waits for a timer at least this far away (engine clock ms), with all its
+   * changes durable, lets its actor go and is kept as its snapshot until the timer is due or an
+   * event arrives for it (then restored as a restart restores it). Default 5,000; `Infinity` keeps
+   * every actor. With `inspect`, every actor is kept, so that the inspector sees every lifecycle.
+   */
+  sleepAfterMs?: number;
 }
 
 /** Options of one `engine.pay()`. */
@@ -106,8 +114,10 @@ export interface PaymentEngine {
   stop(): Promise<void>;
   readonly store: LifecycleStore;
   readonly clock: EngineClock;
-  /** Lifecycles held in memory (not yet final). */
+  /** Lifecycles held by this engine and not yet final, sleeping ones included. */
   readonly activeCount: number;
+  /** Of those, the ones waiting without an actor (see `sleepAfterMs`). */
+  readonly sleepingCount: number;
 }
 
 /**
@@ -148,7 +158,10 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     onConflict: loseOwnership,
     onFlushed(batch) {
       // settle() itself waits for the final snapshot to be durable: a batch put back is retried first.
-      for (const entry of batch) if (entry.lastSnapshot?.status === 'done') void settlement.settle(entry);
+      for (const entry of batch) {
+        if (entry.lastSnapshot?.status === 'done') void settlement.settle(entry);
+        else sleeping.sleep(entry);
+      }
     },
   });
   const { durable } = groupCommit;
@@ -167,18 +180,27 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     persist: groupCommit.schedulePersist,
     leftPaying,
   });
+  const sleeping = createSleeping({
+    entries,
+    clock,
+    actorClock,
+    minSleepMs: options.inspect ? Number.POSITIVE_INFINITY : (options.sleepAfterMs ?? 5_000),
+    resume,
+  });
+  const { held } = sleeping;
   const { applyInbox, deliverNotification } = createNotificationDelivery({
     store,
     clock,
     logger,
     emitter,
-    entries,
+    held,
     send,
     durable,
   });
   const scaleOut = createScaleOut({
     logger,
     entries,
+    sleeping,
     settlement,
     resume,
     applyInbox,
@@ -233,6 +255,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       if (stored.final) return viewOfRecord(stored);
       const existing = entries.get(id);
       if (existing) return view(existing);
+      const asleep = sleeping.view(id);
+      if (asleep) return asleep;
       if (!shared) return view(resume(stored));
       // Shared: resume it here only if no other worker holds a live lease on it.
       const acquired = await shared.acquire(id);
@@ -284,14 +308,17 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       // Another engine (or an earlier call) stored it first: take what is stored.
       const again = await store.load(id);
       if (!again) throw new AlipayPlusLifecycleError('INVALID_INPUT', `payment ${id} could not be stored`);
-      return again.final ? viewOfRecord(again) : view(entries.get(id) ?? resume(again));
+      if (again.final) return viewOfRecord(again);
+      return viewOf(id) ?? view(resume(again));
     }
     entry.version = 1;
     entry.durableVersion = 1;
     entries.set(id, entry);
     entry.actor.start();
     await applyInbox(entry);
-    return view(entry);
+    const shown = view(entry);
+    sleeping.sleep(entry);
+    return shown;
   }
 
   /** Resolves once the lifecycle has left `paying` (or is no longer held here). */
@@ -329,10 +356,10 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       if (!samePayContent(earlier, completed.request))
         throw reused(id, 'was already sent with other content');
       if (stored.final) return viewOfRecord(stored);
-      const held = entries.get(id) ?? (!shared ? resume(stored) : undefined);
-      if (!held) return viewOfRecord(stored);
+      const entry = held(id) ?? (!shared ? resume(stored) : undefined);
+      if (!entry) return viewOfRecord(stored);
       await payDecided(id);
-      return view(held);
+      return viewOf(id) ?? view(entry);
     }
     const now = clock.now();
     const prepared = withExpiry(completed, now, maxPayExpiryMs);
@@ -349,15 +376,23 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     };
     const started = await insertNew(input, 'PAY');
     await payDecided(id);
+    return viewOf(id) ?? started;
+  }
+
+  /** What `engine.get()` shows of a lifecycle held here (with its actor or sleeping). */
+  function viewOf(id: string): PaymentView | undefined {
     const entry = entries.get(id);
-    return entry ? view(entry) : started;
+    return entry ? view(entry) : sleeping.view(id);
   }
 
   const engine: PaymentEngine = {
     store,
     clock,
     get activeCount() {
-      return entries.size;
+      return entries.size + sleeping.size;
+    },
+    get sleepingCount() {
+      return sleeping.size;
     },
 
     async start() {
@@ -379,8 +414,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       ensureRunning();
       const parsed = parseOrThrow(TrackInput, input, 'track input');
       const id = parsed.paymentRequestId;
-      const existing = entries.get(id);
-      if (existing) return view(existing);
+      const existing = viewOf(id);
+      if (existing) return existing;
       const known = settlement.finished(id);
       if (known) return known;
       const pending = tracking.get(id);
@@ -410,7 +445,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       const done =
         entry?.lastSnapshot?.status === 'done' ? entry.lastSnapshot.output : settlement.finished(id)?.outcome;
       if (done && !entry) return done;
-      if (!entry) {
+      if (!entry && !sleeping.has(id)) {
         const stored = await store.load(id);
         if (!stored)
           throw new AlipayPlusLifecycleError(
@@ -424,7 +459,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
 
     async close(id) {
       ensureRunning();
-      const entry = entries.get(id);
+      const entry = held(id);
       if (!entry) {
         const stored = settlement.finished(id) ?? (await store.load(id).then((r) => r && viewOfRecord(r)));
         if (!stored)
@@ -439,8 +474,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     },
 
     get(id) {
-      const entry = entries.get(id);
-      return entry ? view(entry) : settlement.finished(id);
+      return viewOf(id) ?? settlement.finished(id);
     },
 
     on(event, listener) {
@@ -469,8 +503,9 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       // Everything already decided reaches the store; nothing after this point is written.
       scaleOut.stopRounds();
       await groupCommit.drain();
-      const owned = [...entries.keys()];
+      const owned = [...entries.keys(), ...sleeping.ids()];
       for (const entry of [...entries.values()]) stopEntry(entry);
+      sleeping.dropAll();
       if (shared) {
         await scaleOut.stopListening();
         // Drain: give the leases back so that the other workers adopt at once, not after the lease.

@@ -2,12 +2,15 @@ import type { LifecycleRecord, SharedLifecycleStore } from '../stores/store.js';
 import type { Entry } from './lifecycle-entry.js';
 import type { Logger } from './logger.js';
 import type { Settlement } from './settlement.js';
+import type { Sleeping } from './sleeping.js';
 
 /** What {@link createScaleOut} needs from the engine. */
 export interface ScaleOutOptions {
   logger: Logger;
   /** The lifecycles held in memory: the ones whose leases this worker renews. */
   entries: ReadonlyMap<string, Entry>;
+  /** The lifecycles held here without an actor: their leases are renewed too. */
+  sleeping: Pick<Sleeping, 'ids' | 'has' | 'sleepRecord' | 'held' | 'drop'>;
   settlement: Pick<Settlement, 'settleAdopted' | 'settlingIds' | 'drop'>;
   /** Restores a stored lifecycle into `entries`, started and re-armed. */
   resume(record: LifecycleRecord): Entry;
@@ -43,6 +46,7 @@ export function createScaleOut(options: ScaleOutOptions): ScaleOut {
   const {
     logger,
     entries,
+    sleeping,
     settlement,
     resume,
     applyInbox,
@@ -54,10 +58,13 @@ export function createScaleOut(options: ScaleOutOptions): ScaleOut {
   let unlisten: (() => Promise<void>) | undefined;
 
   async function takeOver(records: LifecycleRecord[], waitForSettlements = true): Promise<void> {
-    const resumed: Entry[] = [];
+    const resumed: string[] = [];
     for (const record of records) {
-      if (record.final || entries.has(record.paymentRequestId)) continue;
-      resumed.push(resume(record));
+      const id = record.paymentRequestId;
+      if (record.final || entries.has(id) || sleeping.has(id)) continue;
+      // One that only waits for a far timer is not restored until then (see sleeping.ts).
+      if (!sleeping.sleepRecord(record)) resume(record);
+      resumed.push(id);
     }
     const settling = settlement.settleAdopted(records.filter((record) => record.final && record.outcome));
     if (!waitForSettlements)
@@ -67,7 +74,10 @@ export function createScaleOut(options: ScaleOutOptions): ScaleOut {
     // A notification stored after it reaches the lifecycle directly, from the handler.
     if (resumed.length > 0) {
       const waiting = new Set(await withUnappliedNotifications());
-      for (const entry of resumed) if (waiting.has(entry.id)) await applyInbox(entry);
+      for (const id of resumed) {
+        const entry = waiting.has(id) ? sleeping.held(id) : undefined;
+        if (entry) await applyInbox(entry);
+      }
     }
     if (waitForSettlements) await settling;
   }
@@ -100,9 +110,10 @@ export function createScaleOut(options: ScaleOutOptions): ScaleOut {
     };
     const period = Math.max(200, Math.floor(store.leaseMs / 3));
     every(period, async () => {
-      const lost = await store.renew([...entries.keys(), ...settlement.settlingIds]);
+      const lost = await store.renew([...entries.keys(), ...sleeping.ids(), ...settlement.settlingIds]);
       for (const id of lost) {
         settlement.drop(id);
+        sleeping.drop(id);
         const entry = entries.get(id);
         if (entry) {
           logger.warn({ paymentRequestId: id }, 'lease lost; another worker owns this lifecycle now');
@@ -117,13 +128,13 @@ export function createScaleOut(options: ScaleOutOptions): ScaleOut {
     // The backstop for a missed LISTEN wake-up.
     every(period * 2, async () => {
       for (const id of await store.ownedWithUnappliedNotifications()) {
-        const entry = entries.get(id);
+        const entry = sleeping.held(id);
         if (entry) await applyInbox(entry);
       }
     });
     unlisten = await store.listen(
       (id) => {
-        const entry = entries.get(id);
+        const entry = sleeping.held(id);
         if (entry)
           void applyInbox(entry).catch((error: unknown) => logger.error({ err: error }, 'inbox failed'));
       },
