@@ -13,10 +13,11 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import {
   createAlipayPlusClient,
@@ -112,7 +113,37 @@ async function hold(dbPath: string): Promise<void> {
   from = performance.now();
   until = from + INTERVAL_MS;
   delay.enable();
+  // BENCH_TRACE_LATE=1: on stderr, each GC pause and each stall of the loop over 50 ms, with when.
+  const trace = process.env.BENCH_TRACE_LATE === '1';
+  const gcs = new PerformanceObserver((list) => {
+    for (const gc of list.getEntries())
+      if (gc.duration > 50)
+        process.stderr.write(
+          `gc ${gc.duration.toFixed(0)} ms at ${gc.startTime.toFixed(0)} (${JSON.stringify((gc as { detail?: unknown }).detail)})\n`,
+        );
+  });
+  let tick = performance.now();
+  const stalls = setInterval(() => {
+    const now = performance.now();
+    if (now - tick > 70)
+      process.stderr.write(`stall ${(now - tick - 20).toFixed(0)} ms before ${now.toFixed(0)}\n`);
+    tick = now;
+  }, 20);
+  if (trace) gcs.observe({ entryTypes: ['gc'] });
+  else clearInterval(stalls);
+  // BENCH_PROFILE=dir: a CPU profile of this window too (hold.cpuprofile).
+  const profiler = process.env.BENCH_PROFILE ? new Session() : undefined;
+  profiler?.connect();
+  await profiler?.post('Profiler.enable');
+  await profiler?.post('Profiler.start');
   await new Promise((resolve) => setTimeout(resolve, INTERVAL_MS + 1_000));
+  if (profiler) {
+    const { profile } = await profiler.post('Profiler.stop');
+    writeFileSync(join(process.env.BENCH_PROFILE as string, 'hold.cpuprofile'), JSON.stringify(profile));
+    profiler.disconnect();
+  }
+  gcs.disconnect();
+  clearInterval(stalls);
   delay.disable();
   const ms = (ns: number) => ns / 1e6;
   process.stdout.write(

@@ -426,6 +426,10 @@ export const paymentLifecycleMachine = setup({
     isStartedByPay: ({ context }) => context.pay !== undefined,
     /** No pay goes out at or after expiry. */
     isPastExpiry: ({ context }) => context.now >= context.expiresAt,
+    /** A RESUME at or past a waiting state's deadline: its timer would fire at once. */
+    isInquiryDue: ({ context, event }) => timeOf(context, event) >= WAITS['awaitingResult.pending'](context),
+    isExpiryDue: ({ context, event }) =>
+      timeOf(context, event) >= WAITS['awaitingNotification.waiting'](context),
 
     // One guard per row of the decision table (machines/decision-table.ts).
     isPaid: ({ event }) => classifyInquiry(inquiryOf(event)) === 'paid',
@@ -840,7 +844,13 @@ export const paymentLifecycleMachine = setup({
       states: {
         pending: {
           after: { untilNextInquiry: { target: 'inquiring', actions: 'sendInquiry' } },
-          on: { RESUME: { target: 'pending', reenter: true, actions: 'observeTime' } },
+          on: {
+            // Restored at or past its deadline: the inquiry goes out now, as the timer's would.
+            RESUME: [
+              { guard: 'isInquiryDue', target: 'inquiring', actions: ['observeTime', 'sendInquiry'] },
+              { target: 'pending', reenter: true, actions: 'observeTime' },
+            ],
+          },
         },
         inquiring: {
           invoke: {
@@ -878,7 +888,12 @@ export const paymentLifecycleMachine = setup({
       states: {
         waiting: {
           after: { untilExpiry: { target: 'lastLook', actions: 'sendLastLook' } },
-          on: { RESUME: { target: 'waiting', reenter: true, actions: 'observeTime' } },
+          on: {
+            RESUME: [
+              { guard: 'isExpiryDue', target: 'lastLook', actions: ['observeTime', 'sendLastLook'] },
+              { target: 'waiting', reenter: true, actions: 'observeTime' },
+            ],
+          },
         },
         lastLook: {
           invoke: {

@@ -204,6 +204,9 @@ function createAbstractMachine(config: ModelConfig) {
         config.awaitNotificationAfter !== undefined && context.inquiries >= config.awaitNotificationAfter,
       expiryAhead: ({ context }) => context.expiry === 'ahead',
       expiryPassed: ({ context }) => context.expiry !== 'ahead',
+      // A restart in a waiting state past expiry: the deadline of its timer has passed (the next
+      // inquiry is clamped to expiry), so the RESUME sends the inquiry at once.
+      restartPastDeadline: ({ context }) => !context.restarted && context.expiry === 'passed',
       codeMode: () => isCodeMode(config.payMode),
       autoRefund: () => config.autoRefund,
       refusedTooOften: ({ context }) => context.cancelFailures + 1 >= MAX_CANCEL_FAILURES,
@@ -294,7 +297,14 @@ function createAbstractMachine(config: ModelConfig) {
         on: whileResultOpen(),
         states: {
           pending: {
-            on: { TIME_PASSES: { target: 'inquiring', actions: 'sendInquiry' } },
+            on: {
+              TIME_PASSES: { target: 'inquiring', actions: 'sendInquiry' },
+              RESTART: {
+                guard: 'restartPastDeadline',
+                target: 'inquiring',
+                actions: ['restart', 'sendInquiry'],
+              },
+            },
           },
           inquiring: {
             on: {
@@ -321,7 +331,14 @@ function createAbstractMachine(config: ModelConfig) {
         on: whileResultOpen(),
         states: {
           waiting: {
-            on: { TIME_PASSES: { target: 'lastLook', actions: 'sendLastLook' } },
+            on: {
+              TIME_PASSES: { target: 'lastLook', actions: 'sendLastLook' },
+              RESTART: {
+                guard: 'restartPastDeadline',
+                target: 'lastLook',
+                actions: ['restart', 'sendLastLook'],
+              },
+            },
           },
           lastLook: {
             on: {

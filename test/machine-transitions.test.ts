@@ -391,8 +391,10 @@ describe('restore and RESUME', () => {
     const json = h.persist();
     h.stop();
     const restored = await LifecycleHarness.restore(input, json, T0 + 600_000);
-    restored.autoInquiry = () => answers.processing();
-    await restored.runUntilCallOrFinal();
+    // The RESUME itself sends the last look: every deadline has passed.
+    expect(restored.state()).toBe('awaitingResult.inquiring');
+    expect(restored.pending()?.sentAt).toBe(T0 + 600_000);
+    await restored.answer(answers.processing());
     expect(restored.state()).toBe('cancelling.requesting');
     expect(restored.pending()?.sentAt).toBe(T0 + 600_000);
     expect(restored.inquiries()).toHaveLength(1);

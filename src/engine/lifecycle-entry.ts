@@ -126,9 +126,8 @@ function decidingCode(snapshot: LifecycleSnapshot, eventType: string, event: unk
  * action and event on every lifecycle): external events are the ones the engine is sending;
  * internal ones follow from the state they leave.
  */
-function inferredEvent(entry: Entry, to: string): { type: string } {
-  if (entry.sending) return entry.sending;
-  const from = entry.state;
+function inferredEvent(sending: LifecycleEvent | undefined, from: string, to: string): { type: string } {
+  if (sending) return sending;
   if (from.endsWith('.pending')) return { type: 'xstate.after.untilNextInquiry' };
   if (from.endsWith('.waiting')) return { type: 'xstate.after.untilExpiry' };
   if (from === 'cancelling.retryWait') {
@@ -196,11 +195,15 @@ export function createLifecycleEntries(options: LifecycleEntriesOptions): Lifecy
     if (entry.stopped || snapshot === entry.lastSnapshot) return;
     entry.lastSnapshot = snapshot;
     const to = stateString(snapshot.value);
-    const event = (cause ?? inferredEvent(entry, to)) as { type: string; at?: number };
+    const event = (cause ?? inferredEvent(entry.sending, entry.state, to)) as { type: string; at?: number };
     const from = entry.state;
     entry.state = to;
     if (event.type === 'xstate.init') return;
-    const eventLabel = eventName(event.type);
+    // A sleeper woken at its deadline goes on as its timer would have: the audit says so.
+    const eventLabel =
+      entry === waking && event.type === 'RESUME' && from !== to
+        ? eventName(inferredEvent(undefined, from, to).type)
+        : eventName(event.type);
     const external = event.type === 'NOTIFIED' || event.type === 'CLOSE' || event.type === 'RESUME';
     // A sleeper restored at its deadline resumes where it was: nothing to record.
     if (from === to && entry === waking) return;
@@ -224,7 +227,12 @@ export function createLifecycleEntries(options: LifecycleEntriesOptions): Lifecy
     // A timer that starts an inquiry is not written: the inquiry is a read, and a crash before its
     // answer restores the waiting state, whose deadline has passed, so it simply inquires again.
     // Its audit entry goes with the answer's write. Every other transition is written.
-    if ((to === INQUIRING || to === LAST_LOOK) && event.type.startsWith('xstate.after.')) return;
+    // The same for a RESUME at or past the deadline, which starts the inquiry at once.
+    if (
+      (to === INQUIRING || to === LAST_LOOK) &&
+      (event.type.startsWith('xstate.after.') || event.type === 'RESUME')
+    )
+      return;
     // Nor is a RESUME that changed no state: it re-arms timers from what is stored already, and a
     // crash before the next write restores that same snapshot and resumes it again. (A restart of
     // 100,000 lifecycles would otherwise rewrite every one of them.)

@@ -21,9 +21,13 @@ interface Sleeper {
 export interface SleepingOptions {
   /** The lifecycles held with an actor: a sleeper moves out of it, and back on waking. */
   entries: Map<string, Entry>;
-  /** The engine's time (deadlines are on it). */
+  /** The engine's time: deadlines are on it. */
   clock: EngineClock;
-  /** The actors' clock: a sleeper's timer waits for a call slot, as its actor's would. */
+  /**
+   * The actors' clock, which admits a due timer only while a call slot is free: a sleeper due while
+   * every slot is taken stays asleep until one frees. Waking at the deadline takes the slot at once
+   * (RESUME at or past the deadline starts the call), as the actor's own timer would.
+   */
   actorClock: EngineClock;
   /** A wait at least this long (engine ms) is slept; `Infinity` keeps every actor. */
   minSleepMs: number;
