@@ -147,6 +147,8 @@ async function phase(
     store,
     clock: lateClock(systemClock, lateness),
     policy: { ...policy, maxInquiries: 100_000 },
+    // BENCH_SLEEP_AFTER_MS=Infinity keeps every actor: the same run without sleeping lifecycles.
+    sleepAfterMs: Number(process.env.BENCH_SLEEP_AFTER_MS ?? 5_000),
   });
   await engine.start();
   const before = heap();
@@ -259,7 +261,7 @@ export async function runEngineBench(): Promise<void> {
     const boundAfter = rawBound(3);
     const rawMedian = median([bound, boundAfter]);
     console.log(
-      `payments in flight: ${PAYMENTS}, store: ${process.env.BENCH_STORE === 'memory' ? 'memory' : `SQLite (WAL, synchronous=${sync}, writes on ${writer ? 'a writer thread' : 'the main thread'})`}, simulator in its own process, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
+      `payments in flight: ${PAYMENTS}, sleepAfterMs ${process.env.BENCH_SLEEP_AFTER_MS ?? 5_000}, store: ${process.env.BENCH_STORE === 'memory' ? 'memory' : `SQLite (WAL, synchronous=${sync}, writes on ${writer ? 'a writer thread' : 'the main thread'})`}, simulator in its own process, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
     );
     console.log(
       `raw bound (sign+verify loop, this process): ${rawMedian.toFixed(0)}/s (before ${bound.toFixed(0)}, after ${boundAfter.toFixed(0)})`,
