@@ -19,7 +19,12 @@ export type ErrorCode =
    */
   | 'PAYMENT_REQUEST_REUSED'
   /** The store cannot write any more (the SQLite store's writer thread died): close and open it again. */
-  | 'STORE_UNAVAILABLE';
+  | 'STORE_UNAVAILABLE'
+  /**
+   * The payment named is not an open attention item: its outcome is not `attention` (or it is not
+   * final yet), or somebody recorded a resolution for it already. Nothing was written.
+   */
+  | 'ATTENTION_NOT_OPEN';
 
 export class AlipayPlusLifecycleError extends Error {
   readonly code: ErrorCode;

@@ -1,5 +1,6 @@
-import type { LifecycleOutcome } from '../../machines/outcome.js';
+import type { AttentionReason, LifecycleOutcome } from '../../machines/outcome.js';
 import type { NotifyPaymentRequest } from '../protocol/notify-payment.js';
+import type { AttentionResolution } from '../stores/store.js';
 
 /** One step of a lifecycle, as written to its audit log (`engine.on('transition')`). */
 export interface TransitionEvent {
@@ -20,11 +21,18 @@ export interface LateNotificationEvent {
   at: number;
 }
 
+/** A person's resolution of an attention item, once it is durable (`engine.resolve()`). */
+export interface AttentionResolvedEvent extends AttentionResolution {
+  /** Why the lifecycle had asked for a person; the outcome itself is unchanged. */
+  reason: AttentionReason;
+}
+
 /** What the engine emits, by event name: see `engine.on()`. */
 export interface EngineEvents {
   transition: [TransitionEvent];
   settled: [LifecycleOutcome];
   attention: [LifecycleOutcome];
   'late-notification': [LateNotificationEvent];
+  'attention-resolved': [AttentionResolvedEvent];
   error: [Error];
 }

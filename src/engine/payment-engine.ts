@@ -11,12 +11,19 @@ import { AlipayPlusLifecycleError } from '../errors.js';
 import type { PayMode, PayRequest, PayRequestInput } from '../protocol/pay.js';
 import { sqliteStore } from '../stores/sqlite-store.js';
 import {
+  type AttentionResolution,
   isSharedStore,
   type LifecycleStore,
   type StoredLifecycleInput,
   type StoredNotification,
 } from '../stores/store.js';
 import { parseOrThrow } from '../validate.js';
+import {
+  type AttentionView,
+  listAttention,
+  type ResolveAttentionInput,
+  resolveAttention,
+} from './attention.js';
 import { provideCallActors } from './call-actors.js';
 import { admittingClock, CallLimiter } from './call-limiter.js';
 import { type EngineClock, systemClock } from './clock.js';
@@ -103,6 +110,17 @@ export interface PaymentEngine {
   outcome(paymentRequestId: string): Promise<LifecycleOutcome>;
   close(paymentRequestId: string): Promise<PaymentView>;
   get(paymentRequestId: string): PaymentView | undefined;
+  /**
+   * The open attention items (outcome `attention`, nobody has recorded what they did), oldest
+   * decision first, each with its reason, amount, age and audit history; `all` adds resolved ones.
+   */
+  attention(options?: { all?: boolean }): Promise<AttentionView[]>;
+  /**
+   * Records what a person did about an open attention item, with an audit entry, and emits
+   * `attention-resolved`; the outcome never changes. Refused with nothing written: bad input or an
+   * unknown payment (`INVALID_INPUT`), one not in attention or resolved already (`ATTENTION_NOT_OPEN`).
+   */
+  resolve(paymentRequestId: string, input: ResolveAttentionInput): Promise<AttentionResolution>;
   on<K extends keyof EngineEvents>(event: K, listener: (...args: EngineEvents[K]) => void): PaymentEngine;
   off<K extends keyof EngineEvents>(event: K, listener: (...args: EngineEvents[K]) => void): PaymentEngine;
   /** The notification endpoint: a `node:http` listener with a framework-neutral `handle()`. */
@@ -471,6 +489,18 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       }
       send(entry, { type: 'CLOSE', at: clock.now() });
       return view(entry);
+    },
+
+    async attention(attentionOptions) {
+      ensureRunning();
+      return listAttention(store, clock.now(), attentionOptions);
+    },
+
+    async resolve(id, input) {
+      ensureRunning();
+      const { resolution, reason } = await resolveAttention(store, id, input, clock.now());
+      emitter.emit('attention-resolved', { ...resolution, reason });
+      return resolution;
     },
 
     get(id) {

@@ -1,4 +1,5 @@
 import type {
+  AttentionResolution,
   AuditEntry,
   LifecycleRecord,
   LifecycleStore,
@@ -15,6 +16,7 @@ export function memoryStore(): LifecycleStore {
   const lifecycles = new Map<string, LifecycleRecord>();
   const audits = new Map<string, AuditEntry[]>();
   const inbox = new Map<string, StoredNotification[]>();
+  const resolutions = new Map<string, AttentionResolution>();
   const copy = <T>(value: T): T => structuredClone(value);
 
   return {
@@ -85,6 +87,37 @@ export function memoryStore(): LifecycleStore {
         .sort((a, b) => b.createdAt - a.createdAt)
         .slice(0, limit)
         .map(copy);
+    },
+    async attentionItems(options = {}) {
+      return [...lifecycles.values()]
+        .filter((r) => r.final && r.outcome?.status === 'attention')
+        .filter((r) => options.all || !resolutions.has(r.paymentRequestId))
+        .sort(
+          (a, b) =>
+            (a.outcome?.decidedAt ?? 0) - (b.outcome?.decidedAt ?? 0) ||
+            (a.paymentRequestId < b.paymentRequestId ? -1 : 1),
+        )
+        .map((r) => {
+          const resolution = resolutions.get(r.paymentRequestId);
+          return resolution ? { record: copy(r), resolution: copy(resolution) } : { record: copy(r) };
+        });
+    },
+    async resolveAttention(resolution, audit) {
+      const record = lifecycles.get(resolution.paymentRequestId);
+      if (!record) return 'unknown';
+      if (!record.final || record.outcome?.status !== 'attention') return 'not-attention';
+      if (resolutions.has(resolution.paymentRequestId)) return 'already-resolved';
+      resolutions.set(resolution.paymentRequestId, copy(resolution));
+      audits.get(resolution.paymentRequestId)?.push(copy(audit));
+      return 'resolved';
+    },
+    async stateCounts() {
+      const counts: Record<string, number> = {};
+      for (const r of lifecycles.values()) {
+        const key = r.final ? (r.outcome?.status ?? r.state) : r.state;
+        counts[key] = (counts[key] ?? 0) + 1;
+      }
+      return counts;
     },
   };
 }

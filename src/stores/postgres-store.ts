@@ -5,6 +5,8 @@ import { AlipayPlusLifecycleError } from '../errors.js';
 import { parseOrThrow } from '../validate.js';
 import { readMigrations } from './sql-files.js';
 import {
+  type AttentionAction,
+  type AttentionItem,
   type AuditEntry,
   type AuditRow,
   auditEntryOf,
@@ -67,6 +69,27 @@ function toRecord(row: Row): LifecycleRecord {
   };
   if (row.outcome) record.outcome = row.outcome;
   return record;
+}
+
+/** A lifecycle row with its attention resolution's columns (null while the item is open). */
+interface AttentionRow extends Row {
+  action: AttentionAction | null;
+  note: string | null;
+  resolved_by: string | null;
+  resolved_at: string | null;
+}
+
+function toAttentionItem(row: AttentionRow): AttentionItem {
+  const item: AttentionItem = { record: toRecord(row) };
+  if (row.action !== null)
+    item.resolution = {
+      paymentRequestId: row.payment_request_id,
+      action: row.action,
+      note: row.note ?? '',
+      by: row.resolved_by ?? '',
+      at: Number(row.resolved_at),
+    };
+  return item;
 }
 
 /** The server ended the connection (terminated, or timed out in a transaction): it cannot be reused. */
@@ -400,6 +423,52 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
         limit,
       ]);
       return rows.map(toRecord);
+    },
+
+    async attentionItems(options = {}) {
+      ensureOpen();
+      // The WHERE repeats the partial index's condition, so that the planner can use it.
+      const { rows } = await q<AttentionRow>(
+        `SELECT l.*, r.action, r.note, r.resolved_by, r.resolved_at
+           FROM ${schema}.lifecycles l
+           LEFT JOIN ${schema}.attention_resolutions r ON r.payment_request_id = l.payment_request_id
+          WHERE l.final AND l.outcome->>'status' = 'attention' AND ($1 OR r.payment_request_id IS NULL)
+          ORDER BY (l.outcome->>'decidedAt')::numeric, l.payment_request_id`,
+        [options.all === true],
+      );
+      return rows.map(toAttentionItem);
+    },
+
+    async resolveAttention(resolution, audit) {
+      ensureOpen();
+      // No lease is needed: the lifecycle row is only read (a final outcome never changes), and the
+      // resolution's primary key settles two people resolving at once.
+      return tx(async (client) => {
+        const { rows } = await client.query<{ final: boolean; status: string | null }>(
+          `SELECT final, outcome->>'status' AS status FROM ${schema}.lifecycles WHERE payment_request_id = $1`,
+          [resolution.paymentRequestId],
+        );
+        const lifecycle = rows[0];
+        if (!lifecycle) return 'unknown';
+        if (!lifecycle.final || lifecycle.status !== 'attention') return 'not-attention';
+        const inserted = await client.query(
+          `INSERT INTO ${schema}.attention_resolutions (payment_request_id, action, note, resolved_by, resolved_at)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (payment_request_id) DO NOTHING`,
+          [resolution.paymentRequestId, resolution.action, resolution.note, resolution.by, resolution.at],
+        );
+        if (inserted.rowCount !== 1) return 'already-resolved';
+        await insertAudit(client, [audit]);
+        return 'resolved';
+      });
+    },
+
+    async stateCounts() {
+      ensureOpen();
+      const { rows } = await q<{ key: string; n: number }>(
+        `SELECT CASE WHEN final THEN coalesce(outcome->>'status', state) ELSE state END AS key, count(*)::int AS n
+           FROM ${schema}.lifecycles GROUP BY 1`,
+      );
+      return Object.fromEntries(rows.map((row) => [row.key, row.n]));
     },
 
     async acquire(id) {

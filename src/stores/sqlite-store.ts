@@ -15,6 +15,8 @@ import {
   type WriterResponse,
 } from './sqlite-writer.js';
 import {
+  type AttentionAction,
+  type AttentionItem,
   type AuditRow,
   auditEntryOf,
   type LifecycleRecord,
@@ -75,6 +77,27 @@ function toRecord(row: LifecycleRow): LifecycleRecord {
   };
   if (row.outcome) record.outcome = JSON.parse(row.outcome);
   return record;
+}
+
+/** A lifecycle row with its attention resolution's columns (null while the item is open). */
+interface AttentionRow extends LifecycleRow {
+  action: AttentionAction | null;
+  note: string | null;
+  resolved_by: string | null;
+  resolved_at: number | null;
+}
+
+function toAttentionItem(row: AttentionRow): AttentionItem {
+  const item: AttentionItem = { record: toRecord(row) };
+  if (row.action !== null)
+    item.resolution = {
+      paymentRequestId: row.payment_request_id,
+      action: row.action,
+      note: row.note ?? '',
+      by: row.resolved_by ?? '',
+      at: row.resolved_at ?? 0,
+    };
+  return item;
 }
 
 /** Where the store's writes run: on the calling thread, or on the writer thread. */
@@ -221,6 +244,20 @@ function prepareReads(d: Database.Database) {
       `SELECT n.id, n.payment_request_id, n.received_at, n.body FROM notifications n
          JOIN lifecycles l ON l.payment_request_id = n.payment_request_id
         WHERE n.applied = 0 AND l.final = 1 ORDER BY n.received_at`,
+    ),
+    // Without ANALYZE statistics SQLite prefers the resumable index, which holds every final
+    // lifecycle; the partial index holds the attention outcomes alone. The WHERE repeats its condition.
+    attention: d.prepare<[number], AttentionRow>(
+      `SELECT l.*, r.action, r.note, r.resolved_by, r.resolved_at
+         FROM lifecycles l INDEXED BY lifecycles_attention LEFT JOIN attention_resolutions r ON r.payment_request_id = l.payment_request_id
+        WHERE l.final = 1 AND json_extract(l.outcome, '$.status') = 'attention'
+          AND (? = 1 OR r.payment_request_id IS NULL)
+        ORDER BY json_extract(l.outcome, '$.decidedAt'), l.payment_request_id`,
+    ),
+    stateCounts: d.prepare<[], { key: string; n: number }>(
+      `SELECT CASE WHEN final = 1 THEN coalesce(json_extract(outcome, '$.status'), state) ELSE state END AS key,
+              count(*) AS n
+         FROM lifecycles GROUP BY key`,
     ),
   };
 }
@@ -404,6 +441,22 @@ export function sqliteStore(
     },
     async list(limit = 1_000) {
       return st().list.all(limit).map(toRecord);
+    },
+    async attentionItems(options = {}) {
+      return st()
+        .attention.all(options.all ? 1 : 0)
+        .map(toAttentionItem);
+    },
+    async resolveAttention(resolution, audit) {
+      const { paymentRequestId, action, note, by, at } = resolution; // exactly the statement's parameters
+      return writer().run('resolveAttention', { paymentRequestId, action, note, by, at }, audit);
+    },
+    async stateCounts() {
+      return Object.fromEntries(
+        st()
+          .stateCounts.all()
+          .map((row) => [row.key, row.n]),
+      );
     },
   };
 }

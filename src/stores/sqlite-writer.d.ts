@@ -1,6 +1,6 @@
 // Types of sqlite-writer.js (plain JavaScript so that a worker thread can load it as it is).
 import type Database from 'better-sqlite3';
-import type { AuditEntry, WriteConflict } from './store.js';
+import type { AttentionResolution, AuditEntry, ResolveAttentionResult, WriteConflict } from './store.js';
 
 /** A lifecycle row's changing columns, the parameters of the UPDATE (JSON already serialised). */
 export interface LifecycleChanges {
@@ -46,6 +46,8 @@ export interface Writer {
   markSettled(paymentRequestId: string): void;
   recordNotification(row: NotificationRow): void;
   markNotificationApplied(id: string): void;
+  /** Writes the resolution and its audit entry only when the lifecycle is an open `attention` outcome. */
+  resolveAttention(resolution: AttentionResolution, audit: AuditEntry): ResolveAttentionResult;
 }
 
 export type WriterOp = keyof Writer;

@@ -44,6 +44,25 @@ export function createWriter(db) {
     for (const e of entries) audit.run(e.paymentRequestId, e.at, e.from, e.to, e.event, e.code ?? null);
   };
 
+  const lifecycleOutcome = db.prepare(
+    `SELECT final, json_extract(outcome, '$.status') AS status FROM lifecycles WHERE payment_request_id = ?`,
+  );
+  const resolution = db.prepare(
+    `INSERT INTO attention_resolutions (payment_request_id, action, note, resolved_by, resolved_at)
+     VALUES (@paymentRequestId, @action, @note, @by, @at)
+     ON CONFLICT (payment_request_id) DO NOTHING`,
+  );
+  // IMMEDIATE: it reads before it writes, and another process (the CLI beside a running engine) may
+  // write in between; a deferred transaction would then fail to upgrade instead of waiting its turn.
+  const resolveAttention = db.transaction((row, entry) => {
+    const lifecycle = lifecycleOutcome.get(row.paymentRequestId);
+    if (!lifecycle) return 'unknown';
+    if (lifecycle.final !== 1 || lifecycle.status !== 'attention') return 'not-attention';
+    if (resolution.run(row).changes !== 1) return 'already-resolved';
+    addAudit([entry]);
+    return 'resolved';
+  }).immediate;
+
   return {
     insert: db.transaction((row, entries) => {
       const inserted = insert.run(row).changes === 1;
@@ -71,6 +90,7 @@ export function createWriter(db) {
     markNotificationApplied(id) {
       applied.run(id);
     },
+    resolveAttention,
   };
 }
 

@@ -60,6 +60,36 @@ export function auditEntryOf(paymentRequestId: string, row: AuditRow): AuditEntr
   return entry;
 }
 
+/** What a person may record having done about a lifecycle that ended in `attention`. */
+export const ATTENTION_ACTIONS = [
+  'refunded-by-hand',
+  'confirmed-paid',
+  'confirmed-unpaid',
+  'cancelled-by-hand',
+  'other',
+] as const;
+export type AttentionAction = (typeof ATTENTION_ACTIONS)[number];
+
+/**
+ * What a person did about an `attention` outcome. It is kept beside the lifecycle, never in it: the
+ * outcome and the snapshot stay exactly as the lifecycle decided them.
+ */
+export interface AttentionResolution {
+  paymentRequestId: string;
+  action: AttentionAction;
+  note: string;
+  /** Who did it, as they gave it. */
+  by: string;
+  /** Epoch ms, from the engine's clock. */
+  at: number;
+}
+
+/** A final lifecycle whose outcome is `attention`, with its resolution once somebody recorded one. */
+export interface AttentionItem {
+  record: LifecycleRecord;
+  resolution?: AttentionResolution;
+}
+
 /** A verified notification, stored before it is acknowledged. */
 export interface StoredNotification {
   id: string;
@@ -125,7 +155,19 @@ export interface LifecycleStore {
   notifications(paymentRequestId: string): Promise<StoredNotification[]>;
   /** Every lifecycle (for `status` and reconciliation); newest first, at most `limit`. */
   list(limit?: number): Promise<LifecycleRecord[]>;
+  /** Final lifecycles whose outcome is `attention`, oldest decision first; open ones only unless `all`. */
+  attentionItems(options?: { all?: boolean }): Promise<AttentionItem[]>;
+  /** Records the resolution and its audit entry in one transaction; anything but 'resolved' wrote nothing. */
+  resolveAttention(
+    resolution: AttentionResolution,
+    audit: AuditEntry,
+  ): Promise<'resolved' | 'unknown' | 'not-attention' | 'already-resolved'>;
+  /** How many lifecycles are in each state (final ones under their status, e.g. 'succeeded'), in one query. */
+  stateCounts(): Promise<Record<string, number>>;
 }
+
+/** What {@link LifecycleStore.resolveAttention} answers. */
+export type ResolveAttentionResult = Awaited<ReturnType<LifecycleStore['resolveAttention']>>;
 
 /**
  * What a store adds when several engine processes share it (PostgreSQL): ownership with leases and
