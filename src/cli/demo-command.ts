@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { Command } from 'commander';
+import { DEFAULT_DASHBOARD_PORT } from '../dashboard/server.js';
 import { demoFigures, formatReport, progressBlock, progressLine } from '../demo/report.js';
 import type { DemoProgress, DemoResult } from '../demo/run-demo.js';
 import { runDemo } from '../demo/run-demo.js';
@@ -12,6 +13,7 @@ import {
   type StoreSpec,
   storeFromSpec,
 } from './common.js';
+import { portNumber, type RunningDashboard, serveDashboard, untilAborted } from './dashboard-command.js';
 import {
   type InspectFlags,
   type Inspection,
@@ -28,6 +30,8 @@ interface DemoFlags extends InspectFlags {
   seed: number;
   speed: number;
   store?: StoreSpec;
+  /** `--dashboard` alone: true (the default port). */
+  dashboard?: number | true;
 }
 
 /** 0 when nothing is lost or divergent, 1 when something is, 130 when the run was interrupted. */
@@ -79,6 +83,11 @@ export function demoCommand(io: CliIo, setExit: (code: number) => void): Command
       '--store <spec>',
       `sqlite:PATH or memory (default: a new sqlite:${RUN_DIR}/demo-<timestamp>.db)`,
       parseStoreSpec,
+    )
+    .option(
+      '--dashboard [port]',
+      `serve the dashboard page on 127.0.0.1 while the demo runs and after it, until Ctrl-C (port default ${DEFAULT_DASHBOARD_PORT}; 0 picks a free one)`,
+      portNumber('--dashboard'),
     );
   return inspectOptions(command)
     .addHelpText(
@@ -90,6 +99,7 @@ export function demoCommand(io: CliIo, setExit: (code: number) => void): Command
       const stamp = fileTimestamp();
       const spec: StoreSpec = flags.store ?? { kind: 'sqlite', path: join(RUN_DIR, `demo-${stamp}.db`) };
       let inspection: Inspection | undefined;
+      let dashboard: RunningDashboard | undefined;
       const interrupt = interruptSignal();
       try {
         const store = storeFromSpec(spec);
@@ -98,6 +108,17 @@ export function demoCommand(io: CliIo, setExit: (code: number) => void): Command
             `seed ${flags.seed}, clock ${flags.speed}× real time\n`,
         );
         io.out(`Store: ${describeStore(spec)}\n`);
+        if (flags.dashboard !== undefined) {
+          // The dashboard reads the demo's file through a store of its own, which stays open after
+          // the demo closes its one; a memory store exists only in this process, so it is shared.
+          dashboard = await serveDashboard(
+            spec.kind === 'memory' ? store : storeFromSpec(spec),
+            flags.dashboard === true ? DEFAULT_DASHBOARD_PORT : flags.dashboard,
+            io,
+            '--dashboard',
+          );
+          io.out(`dashboard: ${dashboard.url}\n`);
+        }
         inspection = await inspectionFromFlags(flags, io, stamp);
         if (inspection && flags.payments > 50) {
           io.out('  (The inspector shows every actor; --payments 20 keeps it readable.)\n');
@@ -131,11 +152,16 @@ export function demoCommand(io: CliIo, setExit: (code: number) => void): Command
             interrupt.signal.addEventListener('abort', () => resolve(), { once: true });
           });
         }
+        if (dashboard && result.ended !== 'interrupted') {
+          io.out(`The dashboard keeps serving ${dashboard.url}; press Ctrl-C to exit.\n`);
+          await untilAborted(interrupt.signal);
+        }
       } catch (error) {
         setExit(reportError(io, error));
       } finally {
         await inspection?.stop();
         await inspection?.close();
+        await dashboard?.close();
         interrupt.dispose();
       }
     });

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { attentionCommand } from './attention-command.js';
+import { dashboardCommand } from './dashboard-command.js';
 import { demoCommand } from './demo-command.js';
 import { diagramCommand } from './diagram-command.js';
 import { inquireCommand } from './inquire-command.js';
@@ -31,6 +32,7 @@ export function createProgram(io: CliIo, setExit: (code: number) => void): Comma
   program.addCommand(refundCommand(io, setExit));
   program.addCommand(statusCommand(io, setExit));
   program.addCommand(attentionCommand(io, setExit));
+  program.addCommand(dashboardCommand(io, setExit));
   program.addCommand(diagramCommand(io, setExit));
   program.addCommand(simulatorCommand(io, setExit));
   program.addCommand(signatureCommand(io, setExit));
