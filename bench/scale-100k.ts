@@ -13,7 +13,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -163,11 +163,17 @@ async function hold(dbPath: string): Promise<void> {
 
 /** The restart: times engine.start() on what the killed holder left. */
 async function restart(dbPath: string): Promise<void> {
+  // What the kill left: a large WAL is read into the WAL index before the first query.
+  const size = (path: string) => (existsSync(path) ? statSync(path).size / 2 ** 20 : 0);
+  const walMb = size(`${dbPath}-wal`);
+  const dbMb = size(dbPath);
   const { engine, client } = engineFor(dbPath, systemClock);
   const start = performance.now();
   await engine.start();
   const startMs = performance.now() - start;
-  process.stdout.write(`${JSON.stringify({ startMs, active: engine.activeCount })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ startMs, active: engine.activeCount, sleeping: engine.sleepingCount, walMb, dbMb })}\n`,
+  );
   await engine.stop();
   await client.close();
   process.exit(0);
@@ -202,7 +208,13 @@ export async function runScale100kBench(): Promise<void> {
       ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE]
       : [];
     const restarted = run([...profile, ...self], { ...env, BENCH_100K_ROLE: 'restart' });
-    const again = JSON.parse(await restarted.next()) as { startMs: number; active: number };
+    const again = JSON.parse(await restarted.next()) as {
+      startMs: number;
+      active: number;
+      sleeping: number;
+      walMb: number;
+      dbMb: number;
+    };
     await new Promise((resolve) => restarted.child.once('close', resolve));
     const f = (n: number | undefined, digits = 1) => (n ?? Number.NaN).toFixed(digits);
     console.log(
@@ -215,7 +227,7 @@ export async function runScale100kBench(): Promise<void> {
       `after tracking, over ${INTERVAL_MS / 1000} s: timer lateness p50 ${f(held.lateP50)} ms, p99 ${f(held.lateP99)} ms over ${held.timers} timers; event-loop delay p50 ${f(held.loopP50)} ms, p99 ${f(held.loopP99)} ms, max ${f(held.loopMax)} ms`,
     );
     console.log(
-      `restart after SIGKILL: engine.start() took ${f(again.startMs / 1000, 2)} s for ${again.active} lifecycles`,
+      `restart after SIGKILL: engine.start() took ${f(again.startMs / 1000, 2)} s for ${again.active} lifecycles (${again.sleeping} put to sleep without an actor; database ${f(again.dbMb)} MB, WAL left by the kill ${f(again.walMb)} MB)`,
     );
     console.log(
       `targets: heap-kib ${f(held.heapKib, 2)}, timer-p99-ms ${f(held.lateP99)}, restart-ms ${again.startMs.toFixed(0)}`,
