@@ -22,6 +22,7 @@ import {
   RUN_DIR,
 } from './inspection.js';
 import { type CliIo, EXIT } from './io.js';
+import { METRICS_PORT_HELP, type MetricsServer, metricsPort, startMetricsServer } from './metrics-server.js';
 import { number } from './simulator-command.js';
 
 interface DemoFlags extends InspectFlags {
@@ -32,6 +33,7 @@ interface DemoFlags extends InspectFlags {
   store?: StoreSpec;
   /** `--dashboard` alone: true (the default port). */
   dashboard?: number | true;
+  metricsPort?: number;
 }
 
 /** 0 when nothing is lost or divergent, 1 when something is, 130 when the run was interrupted. */
@@ -88,6 +90,11 @@ export function demoCommand(io: CliIo, setExit: (code: number) => void): Command
       '--dashboard [port]',
       `serve the dashboard page on 127.0.0.1 while the demo runs and after it, until Ctrl-C (port default ${DEFAULT_DASHBOARD_PORT}; 0 picks a free one)`,
       portNumber('--dashboard'),
+    )
+    .option(
+      '--metrics-port <n>',
+      `${METRICS_PORT_HELP}, while the demo runs and after it, until Ctrl-C`,
+      metricsPort,
     );
   return inspectOptions(command)
     .addHelpText(
@@ -100,8 +107,11 @@ export function demoCommand(io: CliIo, setExit: (code: number) => void): Command
       const spec: StoreSpec = flags.store ?? { kind: 'sqlite', path: join(RUN_DIR, `demo-${stamp}.db`) };
       let inspection: Inspection | undefined;
       let dashboard: RunningDashboard | undefined;
+      let metrics: MetricsServer | undefined;
       const interrupt = interruptSignal();
       try {
+        // First: a port that is taken ends the command (exit 2) before anything is created.
+        if (flags.metricsPort !== undefined) metrics = await startMetricsServer(flags.metricsPort, io);
         const store = storeFromSpec(spec);
         io.out(
           `alipayplus-lifecycle demo: ${flags.payments} pays from the checkout mix, fault rate ${flags.faultRate}, ` +
@@ -131,6 +141,7 @@ export function demoCommand(io: CliIo, setExit: (code: number) => void): Command
           speed: flags.speed,
           store,
           ...(active ? { inspect: (event) => active.inspect(event) } : {}),
+          ...(metrics ? { meter: metrics.meter } : {}),
           onProgress: progressPrinter(io),
           progressIntervalMs: io.isTTY ? 100 : 1_000,
           signal: interrupt.signal,
@@ -152,6 +163,11 @@ export function demoCommand(io: CliIo, setExit: (code: number) => void): Command
             interrupt.signal.addEventListener('abort', () => resolve(), { once: true });
           });
         }
+        if (metrics && result.ended !== 'interrupted') {
+          // The final counts stay readable (by Prometheus, or curl) after the report, until Ctrl-C.
+          io.out(`The metrics endpoint keeps serving ${metrics.url}; press Ctrl-C to exit.\n`);
+          if (!dashboard) await untilAborted(interrupt.signal);
+        }
         if (dashboard && result.ended !== 'interrupted') {
           io.out(`The dashboard keeps serving ${dashboard.url}; press Ctrl-C to exit.\n`);
           await untilAborted(interrupt.signal);
@@ -162,6 +178,7 @@ export function demoCommand(io: CliIo, setExit: (code: number) => void): Command
         await inspection?.stop();
         await inspection?.close();
         await dashboard?.close();
+        await metrics?.close();
         interrupt.dispose();
       }
     });

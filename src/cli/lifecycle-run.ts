@@ -11,10 +11,13 @@ import { describeStore, interruptSignal, reportError, type StoreSpec, storeFromS
 import { clientOptionsOf, type EndpointFlags, resolveEndpointSettings } from './config.js';
 import { type InspectFlags, type Inspection, inspectionFromFlags } from './inspection.js';
 import { type CliIo, EXIT } from './io.js';
+import { startMetricsServer } from './metrics-server.js';
 
 /** The flags of the commands that run one lifecycle to its end (`track`, `pay`). */
 export interface LifecycleFlags extends EndpointFlags, InspectFlags {
   json?: boolean;
+  /** `--metrics-port`: serve the engine's metrics while the lifecycle runs. */
+  metricsPort?: number;
 }
 
 /** How a command starts its lifecycle, and what it says once it has. */
@@ -87,6 +90,13 @@ export async function runLifecycle(
   try {
     const settings = resolveEndpointSettings(flags);
     const spec: StoreSpec = settings.store ?? { kind: 'sqlite', path: DEFAULT_SQLITE_PATH };
+    // Before the store and the client: a taken port ends the command (exit 2) with nothing opened.
+    // With --json, its URL goes to stderr, so that stdout stays JSON lines.
+    const metrics =
+      flags.metricsPort === undefined
+        ? undefined
+        : await startMetricsServer(flags.metricsPort, flags.json ? { ...io, out: io.err } : io);
+    if (metrics) cleanup.push(() => metrics.close());
     const client = createAlipayPlusClient(clientOptionsOf(settings));
     cleanup.push(() => client.close());
     const store = storeFromSpec(spec);
@@ -98,6 +108,7 @@ export async function runLifecycle(
       store,
       ...(settings.policy ? { policy: settings.policy } : {}),
       ...(active ? { inspect: (event) => active.inspect(event) } : {}),
+      ...(metrics ? { meter: metrics.meter } : {}),
     });
     cleanup.unshift(() => engine.stop());
     const { id } = run;

@@ -10,6 +10,7 @@ import { endpointOptions } from './endpoint-options.js';
 import { inspectOptions } from './inspection.js';
 import type { CliIo } from './io.js';
 import { iso, type LifecycleFlags, runLifecycle } from './lifecycle-run.js';
+import { METRICS_PORT_HELP, metricsPort } from './metrics-server.js';
 
 interface PayFlags extends LifecycleFlags {
   request: string;
@@ -128,7 +129,8 @@ export function payCommand(io: CliIo, setExit: (code: number) => void): Command 
           `sqlite:PATH or memory (default sqlite:${DEFAULT_SQLITE_PATH})`,
           parseStoreSpec,
         )
-        .option('--json', 'print each transition, the pay answer and the outcome as JSON lines'),
+        .option('--json', 'print each transition, the pay answer and the outcome as JSON lines')
+        .option('--metrics-port <n>', METRICS_PORT_HELP, metricsPort),
     ),
   )
     .addHelpText(

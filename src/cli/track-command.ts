@@ -6,6 +6,7 @@ import { endpointOptions } from './endpoint-options.js';
 import { inspectOptions } from './inspection.js';
 import type { CliIo } from './io.js';
 import { iso, type LifecycleFlags, runLifecycle } from './lifecycle-run.js';
+import { METRICS_PORT_HELP, metricsPort } from './metrics-server.js';
 
 interface TrackFlags extends LifecycleFlags {
   requestId: string;
@@ -76,7 +77,8 @@ export function trackCommand(io: CliIo, setExit: (code: number) => void): Comman
           `sqlite:PATH or memory (default sqlite:${DEFAULT_SQLITE_PATH})`,
           parseStoreSpec,
         )
-        .option('--json', 'print each transition and the outcome as JSON lines'),
+        .option('--json', 'print each transition and the outcome as JSON lines')
+        .option('--metrics-port <n>', METRICS_PORT_HELP, metricsPort),
     ),
   )
     .addHelpText(

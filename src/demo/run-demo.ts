@@ -1,6 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Meter } from '@opentelemetry/api';
 import type { InspectionEvent } from 'xstate';
 import type { PayRowId } from '../../machines/decision-table.js';
 import type { LifecycleOutcome } from '../../machines/outcome.js';
@@ -42,6 +43,8 @@ export interface DemoOptions {
   graceMs?: number;
   /** Receives the XState inspection events of every lifecycle. */
   inspect?: (event: InspectionEvent) => void;
+  /** Where the engine's instruments are made (the CLI's `--metrics-port`); default the global API's meter. */
+  meter?: Meter;
   /** Called every `progressIntervalMs` real ms while the demo runs, and once at the end. */
   onProgress?: (progress: DemoProgress) => void;
   progressIntervalMs?: number;
@@ -191,6 +194,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     clock,
     paymentNotifyUrl: notifyUrl,
     ...(options.inspect ? { inspect: options.inspect } : {}),
+    ...(options.meter ? { meter: options.meter } : {}),
   });
   engine.on('transition', (t) => states.set(t.paymentRequestId, t.to));
   engine.on('settled', (outcome) => {

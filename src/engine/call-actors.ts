@@ -20,6 +20,7 @@ import type { SharedLifecycleStore } from '../stores/store.js';
 import type { CallLimiter } from './call-limiter.js';
 import type { EngineClock } from './clock.js';
 import type { Entry } from './lifecycle-entry.js';
+import type { EngineMetrics } from './metrics.js';
 
 /** No pay is signed this close to its expiry: it could not reach Alipay+ before the expiry it carries. */
 const PAY_CUTOFF_MS = 1_000;
@@ -39,6 +40,8 @@ export interface CallActorsOptions {
   shared: SharedLifecycleStore | undefined;
   /** Lets go of a lifecycle this worker may no longer own. */
   stopEntry(entry: Entry): void;
+  /** Counts and times each call actually sent (not one aborted or refused before sending). */
+  metrics: Pick<EngineMetrics, 'call'>;
 }
 
 const abortedCall = (): NoResult => ({
@@ -51,7 +54,7 @@ const notSent = (detail: string): NoResult => ({ kind: 'no-result', reason: 'not
 
 /** The lifecycle machine with the engine's calls: pay, refund, inquiry and cancel, each through the limiter. */
 export function provideCallActors(options: CallActorsOptions): typeof paymentLifecycleMachine {
-  const { client, clock, limiter, entries, durable, shared, stopEntry } = options;
+  const { client, clock, limiter, entries, durable, shared, stopEntry, metrics } = options;
 
   /**
    * Whether this worker may start a side effect (a pay, a cancel, a refund) for the lifecycle: only
@@ -80,7 +83,8 @@ export function provideCallActors(options: CallActorsOptions): typeof paymentLif
           if (clock.now() >= input.notAfter - PAY_CUTOFF_MS)
             return Promise.resolve(notSent('the payment expires within a second, or has expired'));
           if (!request || !client.pay) return Promise.resolve(notSent('no pay request or no client.pay'));
-          return client.pay(request, { signal });
+          const payClient = client as Required<typeof client>; // has pay(): checked just above
+          return metrics.call('pay', () => payClient.pay(request, { signal }));
         };
         return { outcome: await limiter.run(signal, send, abortedCall), at: clock.now() };
       }),
@@ -96,19 +100,31 @@ export function provideCallActors(options: CallActorsOptions): typeof paymentLif
           refundReason: REFUND_DUE_REASON,
         };
         return {
-          outcome: await limiter.run(signal, () => refund(request, { signal }), abortedCall),
+          outcome: await limiter.run(
+            signal,
+            () => metrics.call('refund', () => refund(request, { signal })),
+            abortedCall,
+          ),
           at: clock.now(),
         };
       }),
       inquiryPayment: fromPromise<CallResult<InquiryOutcome>, CallInput>(async ({ input, signal }) => ({
-        outcome: await limiter.run(signal, () => client.inquiryPayment(input.ref, { signal }), abortedCall),
+        outcome: await limiter.run(
+          signal,
+          () => metrics.call('inquiryPayment', () => client.inquiryPayment(input.ref, { signal })),
+          abortedCall,
+        ),
         at: clock.now(),
       })),
       cancelPayment: fromPromise<CallResult<CancelOutcome>, CallInput>(async ({ input, signal }) => {
         // A cancel goes out only once "cancelling" is durable: a crash now cannot forget that it was sent.
         if (!(await mayAct(input.paymentRequestId))) return { outcome: abortedCall(), at: clock.now() };
         return {
-          outcome: await limiter.run(signal, () => client.cancelPayment(input.ref, { signal }), abortedCall),
+          outcome: await limiter.run(
+            signal,
+            () => metrics.call('cancelPayment', () => client.cancelPayment(input.ref, { signal })),
+            abortedCall,
+          ),
           at: clock.now(),
         };
       }),

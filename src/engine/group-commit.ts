@@ -3,6 +3,7 @@ import type { LifecycleRecord, LifecycleStore, LifecycleWrite } from '../stores/
 import type { EngineClock } from './clock.js';
 import { type Entry, NOTHING_PENDING, stateString } from './lifecycle-entry.js';
 import type { Logger } from './logger.js';
+import type { EngineMetrics } from './metrics.js';
 
 /** What {@link createGroupCommit} needs from the engine. */
 export interface GroupCommitOptions {
@@ -11,6 +12,7 @@ export interface GroupCommitOptions {
   logger: Logger;
   /** The lifecycles held in memory: a write's answer applies to the one held when it comes. */
   entries: ReadonlyMap<string, Entry>;
+  metrics: Pick<EngineMetrics, 'storeWrite'>;
   /** The store refused a write: another writer changed the lifecycle since this one read it. */
   onConflict(entry: Entry): void;
   /** A batch was written, or put back to be retried (what became durable shows in its entries). */
@@ -33,7 +35,7 @@ export interface GroupCommit {
  * expects the version this engine last wrote; one refused means another writer owns it now.
  */
 export function createGroupCommit(options: GroupCommitOptions): GroupCommit {
-  const { store, clock, logger, entries, onConflict, onFlushed } = options;
+  const { store, clock, logger, entries, metrics, onConflict, onFlushed } = options;
   let flushScheduled = false;
   let flushing: Promise<void> | undefined;
   const flushListeners: (() => void)[] = [];
@@ -69,7 +71,7 @@ export function createGroupCommit(options: GroupCommitOptions): GroupCommit {
     });
     flushing = (async () => {
       try {
-        const conflicts = await store.write(writes);
+        const conflicts = await metrics.storeWrite('write', () => store.write(writes));
         const refused = new Set(conflicts.map((c) => c.paymentRequestId));
         for (const write of writes) {
           const entry = entries.get(write.record.paymentRequestId);

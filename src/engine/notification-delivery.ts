@@ -5,6 +5,7 @@ import type { EngineClock } from './clock.js';
 import type { LateNotificationEvent } from './engine-events.js';
 import { type Entry, pending } from './lifecycle-entry.js';
 import type { Logger } from './logger.js';
+import type { EngineMetrics } from './metrics.js';
 
 /** What {@link createNotificationDelivery} needs from the engine. */
 export interface NotificationDeliveryOptions {
@@ -17,6 +18,8 @@ export interface NotificationDeliveryOptions {
   send(entry: Entry, event: LifecycleEvent): void;
   /** Resolves once everything the entry did so far is durable (group commit). */
   durable(entry: Entry): Promise<void>;
+  /** Counts each notification by verdict: applied, duplicate or late. */
+  metrics: Pick<EngineMetrics, 'notification'>;
 }
 
 /** Feeds stored notifications to their lifecycles: see {@link createNotificationDelivery}. */
@@ -33,7 +36,7 @@ export interface NotificationDelivery {
  * an unknown payment waits in the inbox.
  */
 export function createNotificationDelivery(options: NotificationDeliveryOptions): NotificationDelivery {
-  const { store, clock, logger, emitter, held, send, durable } = options;
+  const { store, clock, logger, emitter, held, send, durable, metrics } = options;
 
   async function applyInbox(entry: Entry): Promise<void> {
     for (const notification of await store.unappliedNotifications(entry.id))
@@ -45,10 +48,16 @@ export function createNotificationDelivery(options: NotificationDeliveryOptions)
     if (entry && !entry.stopped && entry.lastSnapshot?.status !== 'done') {
       // The handler and an inbox drain can race for the same notification: apply it once.
       entry.seenNotifications ??= new Set();
-      if (entry.seenNotifications.has(notification.id)) return;
+      if (entry.seenNotifications.has(notification.id)) {
+        metrics.notification('duplicate');
+        return;
+      }
       entry.seenNotifications.add(notification.id);
       entry.appliedNotifications = pending(entry.appliedNotifications, notification.id);
+      const lateBefore = lateCount(entry);
       send(entry, { type: 'NOTIFIED', notification: notification.body, at: clock.now() });
+      // One that arrives while cancelling (or later) is kept by the machine as late: it decides nothing.
+      metrics.notification(lateCount(entry) > lateBefore ? 'late' : 'applied');
       await durable(entry).catch(() => undefined);
       return;
     }
@@ -56,6 +65,7 @@ export function createNotificationDelivery(options: NotificationDeliveryOptions)
     const finalState =
       entry?.lastSnapshot?.status === 'done' ? entry.state : stored?.final ? stored.state : undefined;
     if (finalState) {
+      metrics.notification((await alreadyApplied(notification, entry)) ? 'duplicate' : 'late');
       // Late: the outcome is final and stays so. Recorded, acknowledged, reported.
       await store.markNotificationApplied(notification.id);
       emitter.emit('late-notification', {
@@ -69,5 +79,23 @@ export function createNotificationDelivery(options: NotificationDeliveryOptions)
     // Unknown payment: it waits in the inbox until `track` arrives.
   }
 
+  /**
+   * Whether this very notification was applied before (Alipay+ sends it again until acked, and a
+   * repeat may come after the outcome it decided): then it is a duplicate, not a late one. Asked
+   * only for a notification whose outcome is final; the store knows it after a restart too.
+   */
+  async function alreadyApplied(
+    notification: StoredNotification,
+    entry: Entry | undefined,
+  ): Promise<boolean> {
+    if (entry?.seenNotifications?.has(notification.id)) return true;
+    const stored = await store.notifications(notification.paymentRequestId);
+    return stored.some((n) => n.id === notification.id && n.applied);
+  }
+
   return { applyInbox, deliverNotification };
+}
+
+function lateCount(entry: Entry): number {
+  return (entry.lastSnapshot ?? entry.actor.getSnapshot()).context.lateNotifications.length;
 }

@@ -13,6 +13,7 @@ import { Id } from '../protocol/common.js';
 import { NOTIFY_ACK_SUCCESS, NotifyPaymentRequest } from '../protocol/notify-payment.js';
 import { parseOrThrow } from '../validate.js';
 import type { Logger } from './logger.js';
+import type { NotificationVerdict } from './metrics.js';
 import type { PaymentEngine } from './payment-engine.js';
 
 export interface NotificationHandlerOptions {
@@ -81,6 +82,8 @@ export function createNotificationHandler(
   engine: PaymentEngine,
   options: NotificationHandlerOptions,
   logger: Logger,
+  /** Counts each refusal (the engine's metrics); applied, duplicate and late are counted on delivery. */
+  countRefused: (verdict: NotificationVerdict) => void = () => undefined,
 ): NotificationHandler {
   const config = parseOrThrow(Options, options, 'notification handler options', 'INVALID_OPTIONS');
   const alipayPublicKey: KeyObject = loadPublicKey(config.alipayPublicKey);
@@ -126,6 +129,7 @@ export function createNotificationHandler(
     const signatureHeader = header(request.headers, 'signature');
     if (!clientId || !time || !signatureHeader) {
       logger.warn({ path }, 'notification without client-id, request-time or signature refused');
+      countRefused('refused-signature');
       return failure(
         401,
         'INVALID_SIGNATURE',
@@ -135,6 +139,7 @@ export function createNotificationHandler(
     }
     if (clientId !== config.clientId) {
       logger.warn({ path }, 'notification for another client-id refused');
+      countRefused('refused-client');
       return failure(401, 'INVALID_CLIENT', 'the client-id is not this ACQP', request.path);
     }
     let verified = false;
@@ -146,6 +151,7 @@ export function createNotificationHandler(
     }
     if (!verified) {
       logger.warn({ path }, 'notification with a bad signature refused');
+      countRefused('refused-signature');
       return failure(
         401,
         'INVALID_SIGNATURE',
@@ -159,6 +165,7 @@ export function createNotificationHandler(
     try {
       json = JSON.parse(raw.toString('utf8'));
     } catch {
+      countRefused('refused-schema');
       return failure(400, 'PARAM_ILLEGAL', 'the body is not JSON', request.path);
     }
     const parsed = NotifyPaymentRequest.safeParse(json);
@@ -166,6 +173,7 @@ export function createNotificationHandler(
       const reason = parsed.error.issues
         .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
         .join('; ');
+      countRefused('refused-schema');
       return failure(400, 'PARAM_ILLEGAL', `the body does not match notifyPayment: ${reason}`, request.path);
     }
 

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { createNoopMeter, type Meter, metrics as otelMetrics } from '@opentelemetry/api';
 import type { InspectionEvent } from 'xstate';
 import type { LifecycleOutcome } from '../../machines/outcome.js';
 import {
@@ -38,6 +39,7 @@ import {
   viewOfRecord,
 } from './lifecycle-entry.js';
 import { type Logger, silentLogger } from './logger.js';
+import { createEngineMetrics, METER_NAME } from './metrics.js';
 import { createNotificationDelivery } from './notification-delivery.js';
 import {
   createNotificationHandler,
@@ -52,6 +54,9 @@ import { TrackInput } from './track-input.js';
 
 export type { EngineEvents, LateNotificationEvent, TransitionEvent } from './engine-events.js';
 export { type PaymentView, stateString } from './lifecycle-entry.js';
+
+/** The class of the API's no-op meter, what `metrics.getMeter()` gives while no provider is registered. */
+const NO_OP_METER = createNoopMeter().constructor;
 
 /** Options of {@link createPaymentEngine}. */
 export interface PaymentEngineOptions {
@@ -87,6 +92,12 @@ export interface PaymentEngineOptions {
    * every actor. With `inspect`, every actor is kept, so that the inspector sees every lifecycle.
    */
   sleepAfterMs?: number;
+  /**
+   * Where the engine's instruments (`alipayplus.lifecycle.*`, see docs/operations.md) are made.
+   * Default: the global API's meter `alipayplus-lifecycle`, a no-op costing nothing unless a
+   * MeterProvider was registered before the engine was created.
+   */
+  meter?: Meter;
 }
 
 /** Options of one `engine.pay()`. */
@@ -148,6 +159,11 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   const store = options.store ?? sqliteStore();
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
+  const meter = options.meter ?? otelMetrics.getMeter(METER_NAME);
+  const metrics = createEngineMetrics(meter, logger);
+  // With no MeterProvider the API hands out a no-op meter: then the actors' clock is not wrapped
+  // for timer lateness at all, since the wrapper costs a closure per pending timer (100,000 waits).
+  const measured = meter.constructor !== NO_OP_METER;
   const emitter = new EventEmitter();
   const entries = new Map<string, Entry>();
   const tracking = new Map<string, Promise<PaymentView>>();
@@ -167,12 +183,14 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     emitter,
     logger,
     onSettled: options.onSettled,
+    metrics,
   });
   const groupCommit = createGroupCommit({
     store,
     clock,
     logger,
     entries,
+    metrics,
     onConflict: loseOwnership,
     onFlushed(batch) {
       // settle() itself waits for the final snapshot to be durable: a batch put back is retried first.
@@ -186,8 +204,9 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
 
   const limiter = new CallLimiter(options.maxConcurrentCalls ?? 256);
   // The actors' timers: due ones wait for a call slot while the limiter is full (see admittingClock).
-  const actorClock = admittingClock(clock, limiter);
-  const machine = provideCallActors({ client, clock, limiter, entries, durable, shared, stopEntry });
+  const admitting = admittingClock(clock, limiter);
+  const actorClock = measured ? metrics.timedClock(admitting) : admitting;
+  const machine = provideCallActors({ client, clock, limiter, entries, durable, shared, stopEntry, metrics });
   const { spawn, resume, send } = createLifecycleEntries({
     entries,
     machine,
@@ -206,6 +225,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     resume,
   });
   const { held } = sleeping;
+  metrics.observeLifecycles(entries, sleeping);
   const { applyInbox, deliverNotification } = createNotificationDelivery({
     store,
     clock,
@@ -214,6 +234,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     held,
     send,
     durable,
+    metrics,
   });
   const scaleOut = createScaleOut({
     logger,
@@ -319,9 +340,9 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
 
     const entry = spawn(id, input, input.createdAt);
     const record = recordOf(entry, 1, clock.now());
-    const inserted = await store.insert(record, [
-      { paymentRequestId: id, at: now, from: '', to: record.state, event },
-    ]);
+    const inserted = await metrics.storeWrite('insert', () =>
+      store.insert(record, [{ paymentRequestId: id, at: now, from: '', to: record.state, event }]),
+    );
     if (!inserted) {
       // Another engine (or an earlier call) stored it first: take what is stored.
       const again = await store.load(id);
@@ -425,6 +446,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       await scaleOut.takeOver(resumable);
       // Late notifications whose recording a crash cut short: recorded and reported now.
       for (const notification of await store.unappliedOfFinal()) await deliverNotification(notification);
+      await metrics.start(store);
       logger.info({ resumed: resumable.length }, 'engine started');
     },
 
@@ -499,6 +521,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     async resolve(id, input) {
       ensureRunning();
       const { resolution, reason } = await resolveAttention(store, id, input, clock.now());
+      metrics.attentionResolved();
       emitter.emit('attention-resolved', { ...resolution, reason });
       return resolution;
     },
@@ -524,12 +547,13 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     deliverNotification,
 
     notificationHandler(handlerOptions) {
-      return createNotificationHandler(engine, handlerOptions, logger);
+      return createNotificationHandler(engine, handlerOptions, logger, metrics.notification);
     },
 
     async stop() {
       if (!started) return;
       stopping = true;
+      metrics.stop();
       // Everything already decided reaches the store; nothing after this point is written.
       scaleOut.stopRounds();
       await groupCommit.drain();

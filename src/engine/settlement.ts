@@ -4,6 +4,7 @@ import type { LifecycleContext } from '../../machines/payment-lifecycle.js';
 import type { LifecycleRecord, LifecycleStore, SharedLifecycleStore } from '../stores/store.js';
 import type { Entry, PaymentView } from './lifecycle-entry.js';
 import type { Logger } from './logger.js';
+import type { EngineMetrics } from './metrics.js';
 
 /** Keeps the most recent final outcomes for `get()`, so that memory stays bounded over days. */
 const FINISHED_KEPT = 10_000;
@@ -18,6 +19,7 @@ export interface SettlementOptions {
   emitter: EventEmitter;
   logger: Logger;
   onSettled: ((outcome: LifecycleOutcome) => void | Promise<void>) | undefined;
+  metrics: Pick<EngineMetrics, 'settled'>;
 }
 
 /** Settlements, fired once per payment: see {@link createSettlement}. */
@@ -86,6 +88,7 @@ export function createSettlement(options: SettlementOptions): Settlement {
       return;
     }
     emitter.emit('settled', outcome);
+    options.metrics.settled(outcome);
     if (outcome.status === 'attention') emitter.emit('attention', outcome);
     await store.markSettled(id);
     resolveWaiters(id, outcome);

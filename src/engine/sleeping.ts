@@ -42,7 +42,10 @@ export interface Sleeping {
   has(id: string): boolean;
   /** Lets the entry's actor go if it only waits for a timer that is far enough away. */
   sleep(entry: Entry): void;
-  /** At a start or an adoption: a stored lifecycle that only waits is not restored until it is due. */
+  /**
+   * At a start or an adoption: a stored lifecycle that only waits is not restored until it is due
+   * (one already due is restored as soon as a call slot is free).
+   */
   sleepRecord(record: LifecycleRecord): boolean;
   /** The lifecycle with its actor: held already, or woken now; `undefined` if not held here. */
   held(id: string): Entry | undefined;
@@ -51,6 +54,8 @@ export interface Sleeping {
   /** Forgets a sleeper (its lease was lost, or the engine stops). */
   drop(id: string): void;
   dropAll(): void;
+  /** How many sleep in each top-level state (`awaitingResult`, ...): for the in-flight gauge. */
+  countByTopState(): Record<string, number>;
 }
 
 /**
@@ -104,7 +109,9 @@ export function createSleeping(options: SleepingOptions): Sleeping {
       return false;
     const context = (record.snapshot as { context?: Parameters<typeof wakeAt>[1] }).context;
     const until = context && wakeAt(record.state, context);
-    if (until === undefined || until - clock.now() < minSleepMs) return false;
+    // Whatever its deadline: one that has passed (the process was down, or behind) wakes as soon as
+    // a call slot is free, through the admitting clock, rather than all of them inside start().
+    if (until === undefined) return false;
     put(
       {
         id: record.paymentRequestId,
@@ -165,6 +172,18 @@ export function createSleeping(options: SleepingOptions): Sleeping {
     drop,
     dropAll() {
       for (const id of [...sleepers.keys()]) drop(id);
+    },
+    countByTopState() {
+      // Counted by full state first: a handful of distinct strings, so no slicing per sleeper.
+      const byState = new Map<string, number>();
+      for (const { state } of sleepers.values()) byState.set(state, (byState.get(state) ?? 0) + 1);
+      const counts: Record<string, number> = {};
+      for (const [state, n] of byState) {
+        const dot = state.indexOf('.');
+        const top = dot < 0 ? state : state.slice(0, dot);
+        counts[top] = (counts[top] ?? 0) + n;
+      }
+      return counts;
     },
   };
 }
