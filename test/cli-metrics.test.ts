@@ -185,3 +185,43 @@ describe('track and pay --metrics-port', () => {
     expect(endpoint.sim.calls().length).toBe(calls);
   });
 });
+
+describe('dashboard --metrics-port', () => {
+  it("serves the store's lifecycles by state and its open attention items, read at each scrape", async () => {
+    const db = join(dir, 'dashboard.db');
+    const demo = await cli('demo', '--payments', '12', '--speed', '120', '--store', `sqlite:${db}`);
+    expect(demo.code).toBe(0);
+    const succeeded = Number(/succeeded\s+(\d+)/.exec(demo.out)?.[1]);
+    expect(succeeded).toBeGreaterThan(0);
+    const port = await freePort();
+    let out = '';
+    let err = '';
+    const io = {
+      out: (text: string) => {
+        out += text;
+      },
+      err: (text: string) => {
+        err += text;
+      },
+    };
+    const running = runCli(
+      ['dashboard', '--store', `sqlite:${db}`, '--port', '0', '--metrics-port', String(port)],
+      io,
+    );
+    let text = '';
+    try {
+      await eventually(() => out.includes('Press Ctrl-C') || err !== '', 30_000);
+      expect(err).toBe('');
+      text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    } finally {
+      process.emit('SIGINT');
+    }
+    expect(await running).toBe(0);
+    expect(samples(text, 'alipayplus_lifecycle_store_lifecycles', { state: 'succeeded' })).toEqual([
+      succeeded,
+    ]);
+    const all = samples(text, 'alipayplus_lifecycle_store_lifecycles', {});
+    expect(all.reduce((a, b) => a + b, 0)).toBe(12);
+    expect(text).toMatch(/^alipayplus_lifecycle_attention_open\{[^}]*\} 0$/m);
+  }, 90_000);
+});

@@ -1,3 +1,4 @@
+import type { Meter } from '@opentelemetry/api';
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_DASHBOARD_PORT, startDashboardServer } from '../dashboard/server.js';
 import { DEFAULT_SQLITE_PATH } from '../stores/sqlite-store.js';
@@ -12,10 +13,36 @@ import {
   storeFromSpec,
 } from './common.js';
 import { type CliIo, EXIT } from './io.js';
+import { METRICS_PORT_HELP, type MetricsServer, metricsPort, startMetricsServer } from './metrics-server.js';
 
 interface DashboardFlags {
   store: StoreSpec;
   port: number;
+  metricsPort?: number;
+}
+
+/**
+ * What a dashboard can report to Prometheus: no engine runs here, so not the engine's counters, but
+ * the store as a whole, read when scraped: the lifecycles in each state (final ones under their
+ * status) and the open attention items.
+ */
+function observeStore(meter: Meter, store: LifecycleStore): void {
+  const lifecycles = meter.createObservableGauge('alipayplus.lifecycle.store.lifecycles', {
+    description: 'Lifecycles in the store, by state (final ones by their status), read at each scrape',
+    unit: '{lifecycle}',
+  });
+  const attention = meter.createObservableGauge('alipayplus.lifecycle.attention.open', {
+    description: 'Open attention items in the store (outcome attention, nothing recorded yet)',
+    unit: '{item}',
+  });
+  meter.addBatchObservableCallback(
+    async (result) => {
+      const [counts, open] = await Promise.all([store.stateCounts(), store.attentionItems()]);
+      for (const [state, count] of Object.entries(counts)) result.observe(lifecycles, count, { state });
+      result.observe(attention, open.length);
+    },
+    [lifecycles, attention],
+  );
 }
 
 /** A TCP port as commander parses it: a whole number from 0 (any free port) to 65535. */
@@ -109,6 +136,11 @@ export function dashboardCommand(io: CliIo, setExit: (code: number) => void): Co
       portNumber('--port'),
       DEFAULT_DASHBOARD_PORT,
     )
+    .option(
+      '--metrics-port <n>',
+      `${METRICS_PORT_HELP}: the store's lifecycles by state and its open attention items`,
+      metricsPort,
+    )
     .addHelpText(
       'after',
       '\nServes until Ctrl-C. It never writes a lifecycle (opening a store applies pending migrations, as\n' +
@@ -118,6 +150,7 @@ export function dashboardCommand(io: CliIo, setExit: (code: number) => void): Co
     .action(async (flags: DashboardFlags) => {
       const interrupt = interruptSignal();
       let dashboard: RunningDashboard | undefined;
+      let metricsServer: MetricsServer | undefined;
       try {
         if (flags.store.kind !== 'sqlite') {
           throw new CliSettingError(
@@ -125,7 +158,11 @@ export function dashboardCommand(io: CliIo, setExit: (code: number) => void): Co
             'a memory store lives only inside the process that made it: give --store sqlite:PATH',
           );
         }
-        dashboard = await serveDashboard(storeFromSpec(flags.store, { mustExist: true }), flags.port, io);
+        const store = storeFromSpec(flags.store, { mustExist: true });
+        // The metrics port is bound first: a taken one is refused before anything else starts.
+        if (flags.metricsPort !== undefined) metricsServer = await startMetricsServer(flags.metricsPort, io);
+        dashboard = await serveDashboard(store, flags.port, io);
+        if (metricsServer) observeStore(metricsServer.meter, store);
         io.out(`Store: ${describeStore(flags.store)}\n`);
         io.out(`dashboard: ${dashboard.url}\n`);
         io.out('Press Ctrl-C to stop.\n');
@@ -134,6 +171,7 @@ export function dashboardCommand(io: CliIo, setExit: (code: number) => void): Co
       } catch (error) {
         setExit(reportError(io, error));
       } finally {
+        await metricsServer?.close();
         await dashboard?.close();
         interrupt.dispose();
       }
