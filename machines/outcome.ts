@@ -99,3 +99,14 @@ export interface LifecycleOutcome {
   decidedAt: number;
   lateNotifications: LateNotification[];
 }
+
+/** The top-level states a lifecycle passes through before its outcome, in the order it can pass them. */
+export const IN_FLIGHT_STATES = [
+  'paying',
+  'awaitingResult',
+  'awaitingNotification',
+  'cancelling',
+  'windowClosed',
+  'refunding',
+] as const;
+export type InFlightState = (typeof IN_FLIGHT_STATES)[number];

@@ -12,8 +12,7 @@ import {
   postgresStore,
   sqliteStore,
 } from '../src/index.js';
-import { payAndTrack, type World, worldsStoppedAfterEach } from './helpers/e2e.js';
-import { eventually } from './helpers/notify-receiver.js';
+import { attentionByMismatch, payAndTrack, worldsStoppedAfterEach } from './helpers/e2e.js';
 import { dropSchema, PG_URL, schemaName } from './helpers/postgres.js';
 import { fileTempDir } from './helpers/temp-dir.js';
 
@@ -205,28 +204,6 @@ describe.each(stores)('attention queue in the %s store', (_name, make) => {
 
 const world = worldsStoppedAfterEach();
 
-/**
- * A real attention outcome: the wallet pays and notifies before the payment is tracked, and the
- * payment is then tracked with another amount, so the stored notification's amount mismatches.
- */
-async function mismatched(w: World, id: string): Promise<LifecycleOutcome> {
-  const order = w.sim.createOrder({
-    paymentRequestId: id,
-    notifyUrl: w.notifyUrl,
-    scenario: { decideAfterMs: 0 },
-  });
-  await eventually(
-    () => w.sim.notifications().some((d) => d.paymentRequestId === id && d.result === 'acked'),
-    30_000, // a condition, not a duration: generous so that a busy machine only makes it slower
-  );
-  await w.engine.track({
-    paymentRequestId: id,
-    amount: { currency: order.amount.currency, value: String(Number(order.amount.value) + 1) },
-    createdAt: order.createdAt,
-  });
-  return w.engine.outcome(id);
-}
-
 describe('engine.attention() and engine.resolve()', () => {
   const resolveInput = {
     action: 'confirmed-paid',
@@ -236,8 +213,8 @@ describe('engine.attention() and engine.resolve()', () => {
 
   it('lists open items with reason, amount, age and audit history; a resolution takes one off the queue', async () => {
     const w = await world();
-    const first = await mismatched(w, 'ATT-1');
-    const second = await mismatched(w, 'ATT-2');
+    const first = await attentionByMismatch(w, 'ATT-1');
+    const second = await attentionByMismatch(w, 'ATT-2');
     await payAndTrack(w, 'OK-1', { decideAfterMs: 0 });
     expect((await w.engine.outcome('OK-1')).status).toBe('succeeded');
     expect([first.status, first.attentionReason]).toEqual(['attention', 'amount-mismatch']);
@@ -291,7 +268,7 @@ describe('engine.attention() and engine.resolve()', () => {
 
   it('refuses with a typed error and writes nothing: unknown, not in attention, resolved already, bad input', async () => {
     const w = await world();
-    await mismatched(w, 'ATT-1');
+    await attentionByMismatch(w, 'ATT-1');
     await payAndTrack(w, 'OK-1', { decideAfterMs: 0 });
     await w.engine.outcome('OK-1');
     await w.engine.resolve('ATT-1', {

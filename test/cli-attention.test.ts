@@ -4,30 +4,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { formatAge } from '../src/cli/attention-command.js';
 import { type LifecycleStore, sqliteStore } from '../src/index.js';
 import { cli } from './helpers/cli.js';
-import { createWorld, payAndTrack, type World } from './helpers/e2e.js';
-import { eventually } from './helpers/notify-receiver.js';
+import { attentionByMismatch, createWorld, payAndTrack, type World } from './helpers/e2e.js';
 import { fileTempDir, testTempDir } from './helpers/temp-dir.js';
 
 const dir = fileTempDir('apl-cli-attention-');
 const seeded = join(dir, 'seeded.db');
 
-/** A real attention outcome: notified before it was tracked, then tracked with another amount. */
 async function mismatched(w: World, id: string): Promise<void> {
-  const order = w.sim.createOrder({
-    paymentRequestId: id,
-    notifyUrl: w.notifyUrl,
-    scenario: { decideAfterMs: 0 },
-  });
-  await eventually(
-    () => w.sim.notifications().some((d) => d.paymentRequestId === id && d.result === 'acked'),
-    30_000, // a condition, not a duration: generous so that a busy machine only makes it slower
-  );
-  await w.engine.track({
-    paymentRequestId: id,
-    amount: { currency: order.amount.currency, value: String(Number(order.amount.value) + 1) },
-    createdAt: order.createdAt,
-  });
-  expect((await w.engine.outcome(id)).status).toBe('attention');
+  expect((await attentionByMismatch(w, id)).status).toBe('attention');
 }
 
 // The engine writes a SQLite store once (two attention outcomes and a success); each test works on a copy.

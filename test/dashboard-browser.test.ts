@@ -7,7 +7,7 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sqliteStore } from '../src/index.js';
 import { cli } from './helpers/cli.js';
-import { createWorld, payAndTrack, type World } from './helpers/e2e.js';
+import { attentionByMismatch, createWorld, payAndTrack, type World } from './helpers/e2e.js';
 import { eventually } from './helpers/notify-receiver.js';
 import { fileTempDir } from './helpers/temp-dir.js';
 
@@ -22,23 +22,8 @@ const spec = `sqlite:${db}`;
 const screenshot =
   process.env.UPDATE_SCREENSHOT === '1' ? join(root, 'docs', 'dashboard.png') : join(dir, 'dashboard.png');
 
-/** A real attention outcome: notified before it was tracked, then tracked with another amount. */
 async function mismatched(w: World, id: string): Promise<void> {
-  const order = w.sim.createOrder({
-    paymentRequestId: id,
-    notifyUrl: w.notifyUrl,
-    scenario: { decideAfterMs: 0 },
-  });
-  await eventually(
-    () => w.sim.notifications().some((d) => d.paymentRequestId === id && d.result === 'acked'),
-    30_000, // a condition, not a duration: a busy machine only makes it slower
-  );
-  await w.engine.track({
-    paymentRequestId: id,
-    amount: { currency: order.amount.currency, value: String(Number(order.amount.value) + 1) },
-    createdAt: order.createdAt,
-  });
-  expect((await w.engine.outcome(id)).status).toBe('attention');
+  expect((await attentionByMismatch(w, id)).status).toBe('attention');
 }
 
 /** Reads the SQLite file directly, as an auditor would, independently of the store's own queries. */

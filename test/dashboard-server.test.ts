@@ -9,7 +9,7 @@ import { lifecycleStatechart } from '../src/dashboard/statechart.js';
 import { decisionLagMs, lagDistribution, SampleRing, splitCounts } from '../src/dashboard/summary.js';
 import { type LifecycleRecord, type LifecycleStore, sqliteStore } from '../src/index.js';
 import { cli } from './helpers/cli.js';
-import { createWorld, payAndTrack, type World } from './helpers/e2e.js';
+import { attentionByMismatch, createWorld, payAndTrack, type World } from './helpers/e2e.js';
 import { eventually } from './helpers/notify-receiver.js';
 import { fileTempDir } from './helpers/temp-dir.js';
 
@@ -19,22 +19,8 @@ const db = join(dir, 'lifecycles.db');
 // A sentinel in the stored pay request: it must never appear in an API answer.
 const SECRET = 'PAYMENT-CODE-281000000000000042';
 
-/** A real attention outcome: notified before it was tracked, then tracked with another amount. */
 async function mismatched(w: World, id: string): Promise<void> {
-  const order = w.sim.createOrder({
-    paymentRequestId: id,
-    notifyUrl: w.notifyUrl,
-    scenario: { decideAfterMs: 0 },
-  });
-  await eventually(
-    () => w.sim.notifications().some((d) => d.paymentRequestId === id && d.result === 'acked'),
-    30_000, // a condition, not a duration
-  );
-  await w.engine.track({
-    paymentRequestId: id,
-    amount: { currency: order.amount.currency, value: String(Number(order.amount.value) + 1) },
-    createdAt: order.createdAt,
-  });
+  await attentionByMismatch(w, id);
 }
 
 let store: LifecycleStore;

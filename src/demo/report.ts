@@ -1,19 +1,14 @@
 import type { PayRowId } from '../../machines/decision-table.js';
-import { FINAL_STATUSES, type FinalStatus, type LifecycleOutcome } from '../../machines/outcome.js';
+import {
+  FINAL_STATUSES,
+  type FinalStatus,
+  IN_FLIGHT_STATES as IN_FLIGHT,
+  type LifecycleOutcome,
+} from '../../machines/outcome.js';
 import { PAY_MODES, type PayMode } from '../protocol/pay.js';
 import { mixLabels } from '../simulator/scenario.js';
 import type { DemoProgress, DemoResult } from './run-demo.js';
 import { percentile, table } from './stats.js';
-
-/** The states a lifecycle passes through before its outcome, in the order it can pass them. */
-const IN_FLIGHT = [
-  'paying',
-  'awaitingResult',
-  'awaitingNotification',
-  'cancelling',
-  'windowClosed',
-  'refunding',
-] as const;
 
 export type PayAnswerKind = PayRowId | 'notified-first' | 'none';
 

@@ -8,6 +8,7 @@ import {
 } from '@opentelemetry/api';
 import { classifyInquiry } from '../../machines/decision-table.js';
 import type { FinalStatus, LifecycleOutcome } from '../../machines/outcome.js';
+import { IN_FLIGHT_STATES, type InFlightState } from '../../machines/outcome.js';
 import type { InquiryOutcome, NoResult } from '../client/answers.js';
 import type { LifecycleStore } from '../stores/store.js';
 import type { EngineClock } from './clock.js';
@@ -29,16 +30,8 @@ export type NotificationVerdict =
   | 'refused-schema'
   | 'refused-client';
 
-/** The top-level states a lifecycle waits in before its outcome: the `state` attribute of the in-flight gauge. */
-export const IN_FLIGHT_STATES = [
-  'paying',
-  'awaitingResult',
-  'awaitingNotification',
-  'cancelling',
-  'windowClosed',
-  'refunding',
-] as const;
-export type InFlightState = (typeof IN_FLIGHT_STATES)[number];
+// The `state` attribute of the in-flight gauge: the top-level states before an outcome.
+export { IN_FLIGHT_STATES, type InFlightState };
 
 /** One instrument the engine reports, for documentation and dashboards. */
 export interface EngineMetricDescription {
@@ -379,8 +372,9 @@ export function createEngineMetrics(meter: Meter, logger?: Logger): EngineMetric
     },
 
     settled(outcome) {
-      outcomes.add(1, outcomeAttributesOf(outcome.status, outcome.decidedBy.source));
-      const paidAt = outcome.details.paymentTime;
+      // A stored outcome written before a field existed may lack it: a metric never fails a settlement.
+      outcomes.add(1, outcomeAttributesOf(outcome.status, outcome.decidedBy?.source ?? 'lifecycle'));
+      const paidAt = outcome.details?.paymentTime;
       if (paidAt !== undefined) {
         const lag = outcome.decidedAt - Date.parse(paidAt);
         // An unparsable time gives NaN, and a wallet clock ahead of ours a negative lag: neither is recorded.

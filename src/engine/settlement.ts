@@ -88,7 +88,12 @@ export function createSettlement(options: SettlementOptions): Settlement {
       return;
     }
     emitter.emit('settled', outcome);
-    options.metrics.settled(outcome);
+    try {
+      options.metrics.settled(outcome);
+    } catch (error) {
+      // A metric is never a reason to leave a settlement unmarked (it would fire again).
+      logger.warn({ err: error, paymentRequestId: id }, 'outcome metrics failed');
+    }
     if (outcome.status === 'attention') emitter.emit('attention', outcome);
     await store.markSettled(id);
     resolveWaiters(id, outcome);

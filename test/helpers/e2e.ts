@@ -21,6 +21,7 @@ import {
   type SimulatorOptions,
 } from '../../src/simulator/index.js';
 import { generateTestKeyPair, type TestKeyPair } from './keys.js';
+import { eventually } from './notify-receiver.js';
 
 export const CLIENT_ID = 'E2E_CLIENT';
 const acqpKeys = generateTestKeyPair();
@@ -167,4 +168,26 @@ export function reconcile(
   }
   for (const id of cancelAfterSuccess) problems.push(`${id}: cancelPayment sent after a success was seen`);
   return problems;
+}
+
+/**
+ * A real `attention` outcome (`amount-mismatch`): the wallet decides and notifies before the payment
+ * is tracked, and it is then tracked with another amount. Resolves with the outcome.
+ */
+export async function attentionByMismatch(w: World, id: string): Promise<LifecycleOutcome> {
+  const order = w.sim.createOrder({
+    paymentRequestId: id,
+    notifyUrl: w.notifyUrl,
+    scenario: { decideAfterMs: 0 },
+  });
+  await eventually(
+    () => w.sim.notifications().some((d) => d.paymentRequestId === id && d.result === 'acked'),
+    30_000, // a condition, not a duration: generous so that a busy machine only makes it slower
+  );
+  await w.engine.track({
+    paymentRequestId: id,
+    amount: { currency: order.amount.currency, value: String(Number(order.amount.value) + 1) },
+    createdAt: order.createdAt,
+  });
+  return w.engine.outcome(id);
 }
