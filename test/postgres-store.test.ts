@@ -185,9 +185,19 @@ describe('postgresStore: ownership, leases and fencing', () => {
     await dead.open();
     const ids = Array.from({ length: 40 }, (_, i) => `SP-${i}`);
     for (const id of ids) await dead.insert(record(id), []);
-    await new Promise((resolve) => setTimeout(resolve, 1_100)); // its leases (and heartbeat) ran out
-    const b = postgresStore({ connectionString: PG_URL, schema, workerId: 'SP-b', leaseMs: 1_000 });
-    const c = postgresStore({ connectionString: PG_URL, schema, workerId: 'SP-c', leaseMs: 1_000 });
+    // It died just now: its heartbeat is old and its leases have just run out. Set in the database
+    // rather than waited for, so that a slow machine cannot age the leases past the third of a lease
+    // after which any worker takes them all (the case this test is not about).
+    const admin = new pg.Client({ connectionString: PG_URL });
+    await admin.connect();
+    await admin.query(
+      `UPDATE ${schema}.workers SET heartbeat_at = now() - interval '1 hour' WHERE worker_id = 'SP-dead'`,
+    );
+    await admin.query(`UPDATE ${schema}.lifecycles SET lease_expires_at = now() WHERE owner = 'SP-dead'`);
+    await admin.end();
+    // Leases of 10 s: the survivors' parts stay theirs for 3.3 s, however slowly the rounds below run.
+    const b = postgresStore({ connectionString: PG_URL, schema, workerId: 'SP-b', leaseMs: 10_000 });
+    const c = postgresStore({ connectionString: PG_URL, schema, workerId: 'SP-c', leaseMs: 10_000 });
     await b.open();
     await c.open();
     // One round each, back to back: nothing is left for a later round.
