@@ -3,8 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../src/cli/program.js';
-import { cli } from './helpers/cli.js';
+import { cli, cliRunning } from './helpers/cli.js';
 import { type CliEndpoint, fastPolicyConfig, startCliEndpoint } from './helpers/cli-endpoint.js';
 import { eventually } from './helpers/notify-receiver.js';
 import { payRequest } from './helpers/pay-requests.js';
@@ -44,27 +43,24 @@ function samples(text: string, name: string, labels: Record<string, string>): nu
 describe('demo --metrics-port', () => {
   it('serves alipayplus_lifecycle_* as Prometheus text, with the outcomes of the report, until Ctrl-C', async () => {
     const port = await freePort();
-    let out = '';
-    let err = '';
-    const io = {
-      out: (text: string) => {
-        out += text;
-      },
-      err: (text: string) => {
-        err += text;
-      },
-    };
-    const running = runCli(
-      ['demo', '--payments', '10', '--speed', '120', '--store', 'memory', '--metrics-port', String(port)],
-      io,
+    const running = cliRunning(
+      'demo',
+      '--payments',
+      '10',
+      '--speed',
+      '120',
+      '--store',
+      'memory',
+      '--metrics-port',
+      String(port),
     );
     let text = '';
     try {
       // The demo keeps the endpoint after its report, until Ctrl-C: the final counts can be read.
-      await eventually(() => out.includes('press Ctrl-C to exit') || err !== '', 60_000);
-      expect(err).toBe('');
-      expect(out).toContain(`metrics: http://127.0.0.1:${port}/metrics`);
-      expect(out).toContain('reconciliation: lost 0, divergent 0');
+      await eventually(() => running.out().includes('press Ctrl-C to exit') || running.err() !== '', 60_000);
+      expect(running.err()).toBe('');
+      expect(running.out()).toContain(`metrics: http://127.0.0.1:${port}/metrics`);
+      expect(running.out()).toContain('reconciliation: lost 0, divergent 0');
       const response = await fetch(`http://127.0.0.1:${port}/metrics`);
       expect(response.status).toBe(200);
       text = await response.text();
@@ -73,10 +69,10 @@ describe('demo --metrics-port', () => {
       // What Ctrl-C does: the demo's interrupt handler ends the wait.
       process.emit('SIGINT');
     }
-    expect(await running).toBe(0);
+    expect(await running.code).toBe(0);
 
     // The report's succeeded count is what the counter says, over every decided_by.
-    const reported = Number(/succeeded\s+(\d+)/.exec(out)?.[1]);
+    const reported = Number(/succeeded\s+(\d+)/.exec(running.out())?.[1]);
     expect(reported).toBeGreaterThan(0);
     const succeeded = samples(text, 'alipayplus_lifecycle_outcomes_total', { status: 'succeeded' });
     expect(succeeded.length).toBeGreaterThan(0);
@@ -194,29 +190,24 @@ describe('dashboard --metrics-port', () => {
     const succeeded = Number(/succeeded\s+(\d+)/.exec(demo.out)?.[1]);
     expect(succeeded).toBeGreaterThan(0);
     const port = await freePort();
-    let out = '';
-    let err = '';
-    const io = {
-      out: (text: string) => {
-        out += text;
-      },
-      err: (text: string) => {
-        err += text;
-      },
-    };
-    const running = runCli(
-      ['dashboard', '--store', `sqlite:${db}`, '--port', '0', '--metrics-port', String(port)],
-      io,
+    const running = cliRunning(
+      'dashboard',
+      '--store',
+      `sqlite:${db}`,
+      '--port',
+      '0',
+      '--metrics-port',
+      String(port),
     );
     let text = '';
     try {
-      await eventually(() => out.includes('Press Ctrl-C') || err !== '', 30_000);
-      expect(err).toBe('');
+      await eventually(() => running.out().includes('Press Ctrl-C') || running.err() !== '', 30_000);
+      expect(running.err()).toBe('');
       text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     } finally {
       process.emit('SIGINT');
     }
-    expect(await running).toBe(0);
+    expect(await running.code).toBe(0);
     expect(samples(text, 'alipayplus_lifecycle_store_lifecycles', { state: 'succeeded' })).toEqual([
       succeeded,
     ]);

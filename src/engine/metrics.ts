@@ -2,6 +2,7 @@ import {
   type Attributes,
   type BatchObservableResult,
   type Counter,
+  createNoopMeter,
   type Histogram,
   type Meter,
   ValueType,
@@ -150,6 +151,9 @@ type CallOutcomeLike =
   | NoResult
   | { kind: 'answer'; result: { resultStatus: string; resultCode: string }; paymentResult?: unknown };
 
+/** The class of the API's no-op meter, what `metrics.getMeter()` gives while no provider is registered. */
+const NO_OP_METER = createNoopMeter().constructor;
+
 /** How often the open attention items are read from the store again. */
 const ATTENTION_REFRESH_MS = 30_000;
 
@@ -172,6 +176,9 @@ const RESULT_CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
  */
 export function createEngineMetrics(meter: Meter, logger?: Logger): EngineMetrics {
   const m = ENGINE_METRICS;
+  // With no MeterProvider the API hands out a no-op meter: then the two wrappers on the hot path (one
+  // per call, one per pending timer) are not put in at all; the other hooks are rare and cheap.
+  const measured = meter.constructor !== NO_OP_METER;
   const outcomes = meter.createCounter(m.outcomes.name, {
     unit: m.outcomes.unit,
     description: m.outcomes.description,
@@ -358,6 +365,7 @@ export function createEngineMetrics(meter: Meter, logger?: Logger): EngineMetric
 
   return {
     async call(api, send) {
+      if (!measured) return send();
       const started = performance.now();
       let outcome: Awaited<ReturnType<typeof send>> & CallOutcomeLike;
       try {
@@ -402,6 +410,7 @@ export function createEngineMetrics(meter: Meter, logger?: Logger): EngineMetric
     },
 
     timedClock(clock) {
+      if (!measured) return clock;
       // Measured on the engine's clock, the one the lifecycles' deadlines are on: real seconds with
       // the system clock, simulated seconds under a scaled one (the demo). The real due time of a
       // scaled clock's timer is not known here, so performance.now() could not measure it.

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { createNoopMeter, type Meter, metrics as otelMetrics } from '@opentelemetry/api';
+import { type Meter, metrics as otelMetrics } from '@opentelemetry/api';
 import type { InspectionEvent } from 'xstate';
 import type { LifecycleOutcome } from '../../machines/outcome.js';
 import {
@@ -54,9 +54,6 @@ import { TrackInput } from './track-input.js';
 
 export type { EngineEvents, LateNotificationEvent, TransitionEvent } from './engine-events.js';
 export { type PaymentView, stateString } from './lifecycle-entry.js';
-
-/** The class of the API's no-op meter, what `metrics.getMeter()` gives while no provider is registered. */
-const NO_OP_METER = createNoopMeter().constructor;
 
 /** Options of {@link createPaymentEngine}. */
 export interface PaymentEngineOptions {
@@ -159,11 +156,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   const store = options.store ?? sqliteStore();
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
-  const meter = options.meter ?? otelMetrics.getMeter(METER_NAME);
-  const metrics = createEngineMetrics(meter, logger);
-  // With no MeterProvider the API hands out a no-op meter: then the actors' clock is not wrapped
-  // for timer lateness at all, since the wrapper costs a closure per pending timer (100,000 waits).
-  const measured = meter.constructor !== NO_OP_METER;
+  const metrics = createEngineMetrics(options.meter ?? otelMetrics.getMeter(METER_NAME), logger);
   const emitter = new EventEmitter();
   const entries = new Map<string, Entry>();
   const tracking = new Map<string, Promise<PaymentView>>();
@@ -205,7 +198,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   const limiter = new CallLimiter(options.maxConcurrentCalls ?? 256);
   // The actors' timers: due ones wait for a call slot while the limiter is full (see admittingClock).
   const admitting = admittingClock(clock, limiter);
-  const actorClock = measured ? metrics.timedClock(admitting) : admitting;
+  const actorClock = metrics.timedClock(admitting);
   const machine = provideCallActors({ client, clock, limiter, entries, durable, shared, stopEntry, metrics });
   const { spawn, resume, send } = createLifecycleEntries({
     entries,

@@ -5,10 +5,11 @@ import { AlipayPlusLifecycleError } from '../errors.js';
 import { parseOrThrow } from '../validate.js';
 import { readMigrations } from './sql-files.js';
 import {
-  type AttentionAction,
+  type AttentionColumns,
   type AttentionItem,
   type AuditEntry,
   type AuditRow,
+  attentionItemOf,
   auditEntryOf,
   type LifecycleRecord,
   type LifecycleWrite,
@@ -72,25 +73,9 @@ function toRecord(row: Row): LifecycleRecord {
 }
 
 /** A lifecycle row with its attention resolution's columns (null while the item is open). */
-interface AttentionRow extends Row {
-  action: AttentionAction | null;
-  note: string | null;
-  resolved_by: string | null;
-  resolved_at: string | null;
-}
+type AttentionRow = Row & AttentionColumns;
 
-function toAttentionItem(row: AttentionRow): AttentionItem {
-  const item: AttentionItem = { record: toRecord(row) };
-  if (row.action !== null)
-    item.resolution = {
-      paymentRequestId: row.payment_request_id,
-      action: row.action,
-      note: row.note ?? '',
-      by: row.resolved_by ?? '',
-      at: Number(row.resolved_at),
-    };
-  return item;
-}
+const toAttentionItem = (row: AttentionRow): AttentionItem => attentionItemOf(toRecord(row), row);
 
 /** The server ended the connection (terminated, or timed out in a transaction): it cannot be reused. */
 function isConnectionGone(error: Error): boolean {

@@ -15,9 +15,10 @@ import {
   type WriterResponse,
 } from './sqlite-writer.js';
 import {
-  type AttentionAction,
+  type AttentionColumns,
   type AttentionItem,
   type AuditRow,
+  attentionItemOf,
   auditEntryOf,
   type LifecycleRecord,
   type LifecycleStore,
@@ -80,25 +81,9 @@ function toRecord(row: LifecycleRow): LifecycleRecord {
 }
 
 /** A lifecycle row with its attention resolution's columns (null while the item is open). */
-interface AttentionRow extends LifecycleRow {
-  action: AttentionAction | null;
-  note: string | null;
-  resolved_by: string | null;
-  resolved_at: number | null;
-}
+type AttentionRow = LifecycleRow & AttentionColumns;
 
-function toAttentionItem(row: AttentionRow): AttentionItem {
-  const item: AttentionItem = { record: toRecord(row) };
-  if (row.action !== null)
-    item.resolution = {
-      paymentRequestId: row.payment_request_id,
-      action: row.action,
-      note: row.note ?? '',
-      by: row.resolved_by ?? '',
-      at: row.resolved_at ?? 0,
-    };
-  return item;
-}
+const toAttentionItem = (row: AttentionRow): AttentionItem => attentionItemOf(toRecord(row), row);
 
 /** Where the store's writes run: on the calling thread, or on the writer thread. */
 interface WriterChannel {

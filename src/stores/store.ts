@@ -203,3 +203,27 @@ export interface SharedLifecycleStore extends LifecycleStore {
 export function isSharedStore(store: LifecycleStore): store is SharedLifecycleStore {
   return typeof (store as Partial<SharedLifecycleStore>).adopt === 'function';
 }
+
+/** The resolution columns of an attention row, as SQL stores read them (all null while open). */
+export interface AttentionColumns {
+  payment_request_id: string;
+  action: AttentionAction | null;
+  note: string | null;
+  resolved_by: string | null;
+  /** Epoch ms; PostgreSQL hands a bigint over as a string. */
+  resolved_at: number | string | null;
+}
+
+/** An attention item from its lifecycle record and its row's resolution columns. */
+export function attentionItemOf(record: LifecycleRecord, row: AttentionColumns): AttentionItem {
+  const item: AttentionItem = { record };
+  if (row.action !== null)
+    item.resolution = {
+      paymentRequestId: row.payment_request_id,
+      action: row.action,
+      note: row.note ?? '',
+      by: row.resolved_by ?? '',
+      at: Number(row.resolved_at ?? 0),
+    };
+  return item;
+}

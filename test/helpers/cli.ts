@@ -23,3 +23,21 @@ export async function cliWithStdin(
   });
   return { code, out, err };
 }
+
+/**
+ * Starts the CLI in-process without waiting for it, for a command that serves until Ctrl-C: what it
+ * printed so far can be read at any time, and `code` resolves when it ends.
+ */
+export function cliRunning(...argv: string[]): { code: Promise<number>; out(): string; err(): string } {
+  let out = '';
+  let err = '';
+  const code = runCli(argv, {
+    out: (text) => {
+      out += text;
+    },
+    err: (text) => {
+      err += text;
+    },
+  });
+  return { code, out: () => out, err: () => err };
+}
