@@ -17,6 +17,7 @@ import {
 
 const TRAFFIC_LIMITED = 'REQUEST_TRAFFIC_EXCEED_LIMIT';
 
+import { firstInquiryAt, nextInquiryAt } from './inquiry-schedule.js';
 import type {
   AttentionReason,
   CancelReason,
@@ -34,6 +35,11 @@ import { refundRequestIdFor } from './refund-request-id.js';
 export interface CallResult<T> {
   outcome: T;
   at: number;
+  /**
+   * The adaptive plan for the wallet this answer names (`pspId`), when the lifecycle had no wallet
+   * yet: the engine plans, the machine takes it (once) and decides the waits from it.
+   */
+  plan?: readonly number[];
 }
 
 /** Input of the invoked `inquiryPayment` and `cancelPayment` actors. */
@@ -131,6 +137,12 @@ export interface LifecycleContext {
   expiresAt: number;
   cancelWindowEndsAt: number;
   policy: ResolvedPolicy;
+  /** The wallet, for the adaptive schedule's learning: from the input, else the first answer's `pspId`. */
+  walletKey?: string;
+  /** The adaptive schedule's inquiry times (ms from `createdAt`), once the lifecycle has them. */
+  plan?: readonly number[];
+  /** The latest time an answer showed the payment undecided (in process, not yet known). */
+  undecidedAt?: number;
   /** The latest time the lifecycle has seen, from event stamps. Delays are measured from here. */
   now: number;
   nextInquiryAt: number;
@@ -192,6 +204,37 @@ function refundAmountOf(context: LifecycleContext, event: AnyEvent): Amount | un
   const paid = outcome.kind === 'answer' ? outcome.paymentAmount : undefined;
   const amount = paid ?? context.details.paymentAmount ?? context.amount;
   return amount ? { currency: amount.currency, value: amount.value } : undefined;
+}
+
+/** Rows that show the wallet had not decided when the answer was given. */
+const UNDECIDED_ROWS: ReadonlySet<string> = new Set([
+  'processing',
+  'order-not-exist',
+  'waiting-for-user',
+  'in-process',
+]);
+
+/**
+ * What an answer teaches the lifecycle about its wallet: the first `pspId` becomes the wallet key
+ * (unless the input named one), and with it comes the engine's plan for that wallet (adaptive only,
+ * and only when the lifecycle had none). An answer that shows the payment undecided moves `undecidedAt`.
+ */
+function learnFromAnswer(
+  context: LifecycleContext,
+  event: AnyEvent,
+  row: string,
+  at: number,
+): Partial<LifecycleContext> {
+  const learned: Partial<LifecycleContext> = {};
+  if (UNDECIDED_ROWS.has(row)) learned.undecidedAt = at;
+  if (context.walletKey !== undefined) return learned;
+  const output = event.output as CallResult<{ kind: string; pspId?: string }> | undefined;
+  const pspId = output?.outcome?.kind === 'answer' ? output.outcome.pspId : undefined;
+  if (pspId === undefined) return learned;
+  learned.walletKey = pspId;
+  if (output?.plan && !context.plan && context.policy.inquirySchedule === 'adaptive')
+    learned.plan = output.plan;
+  return learned;
 }
 
 function callCode(outcome: { kind: string; result?: { resultCode: string }; reason?: string }): string {
@@ -529,13 +572,16 @@ export const paymentLifecycleMachine = setup({
     recordPayAnswer: assign(({ context, event }) => {
       const outcome = payOf(event);
       const at = timeOf(context, event);
-      const first = scheduleAt(context.policy.inquiryScheduleMs, 0);
       const pay = context.pay as PayProgress;
+      const row = payRow(context, event);
+      const learned = learnFromAnswer(context, event, row, at);
+      const next = { ...context, ...learned };
       return {
+        ...learned,
         now: at,
-        pay: { ...pay, row: payRow(context, event), lastCode: callCode(outcome) },
+        pay: { ...pay, row, lastCode: callCode(outcome) },
         details: outcome.kind === 'answer' ? mergeDetails(context.details, outcome) : context.details,
-        nextInquiryAt: Math.max(at, Math.min(at + first, context.expiresAt)),
+        nextInquiryAt: nextInquiryAt(next, at, false),
       };
     }),
 
@@ -575,20 +621,19 @@ export const paymentLifecycleMachine = setup({
     recordAnswer: assign(({ context, event }) => {
       const outcome = inquiryOf(event);
       const at = timeOf(context, event);
+      const lastAnswer = summarize(outcome, at);
       return {
+        ...learnFromAnswer(context, event, lastAnswer.row, at),
         now: at,
-        lastAnswer: summarize(outcome, at),
+        lastAnswer,
         details: outcome.kind === 'answer' ? mergeDetails(context.details, outcome) : context.details,
       };
     }),
 
-    /** Next inquiry: the schedule's interval from this answer, clamped to expiry so that a last look happens then. */
-    scheduleNextInquiry: assign(({ context }) => {
-      const base = scheduleAt(context.policy.inquiryScheduleMs, context.inquiries);
-      const limited = context.lastAnswer?.code === TRAFFIC_LIMITED;
-      const wait = limited ? base * context.policy.trafficLimitMultiplier : base;
-      return { nextInquiryAt: Math.max(context.now, Math.min(context.now + wait, context.expiresAt)) };
-    }),
+    /** Next inquiry: by the fixed schedule or the plan (machines/inquiry-schedule.ts), clamped to expiry. */
+    scheduleNextInquiry: assign(({ context }) => ({
+      nextInquiryAt: nextInquiryAt(context, context.now, context.lastAnswer?.code === TRAFFIC_LIMITED),
+    })),
 
     recordNotification: assign(({ context, event }) => ({
       now: timeOf(context, event),
@@ -791,16 +836,20 @@ export const paymentLifecycleMachine = setup({
       cancelWindowEndsAt: resolved.cancelWindowEndsAt,
       policy: resolved.policy,
       now: resolved.startedAt,
-      nextInquiryAt: Math.min(
-        resolved.createdAt + scheduleAt(resolved.policy.inquiryScheduleMs, 0),
-        resolved.expiresAt,
-      ),
+      nextInquiryAt: firstInquiryAt({
+        createdAt: resolved.createdAt,
+        expiresAt: resolved.expiresAt,
+        policy: resolved.policy,
+        ...(resolved.inquiryPlan ? { plan: resolved.inquiryPlan } : {}),
+      }),
       inquiries: 0,
       details: resolved.paymentId ? { paymentId: resolved.paymentId } : NO_DETAILS,
       lateNotifications: NO_LATE_NOTIFICATIONS,
     };
     if (resolved.amount) context.amount = resolved.amount;
     if (resolved.payMode) context.pay = { mode: resolved.payMode, attempts: 0 };
+    if (resolved.walletKey !== undefined) context.walletKey = resolved.walletKey;
+    if (resolved.inquiryPlan) context.plan = resolved.inquiryPlan;
     return context;
   },
   // A lifecycle started by pay begins before the pay is sent; one started by track, after.

@@ -16,6 +16,16 @@ export const LifecyclePolicy = z
   .object({
     /** Wait before each inquiry, in ms: the first from creation, then from the previous answer. The last value repeats. */
     inquiryScheduleMs: z.array(positiveMs).min(1).default([2_000, 2_000, 3_000, 3_000, 5_000, 5_000, 10_000]),
+    /**
+     * `fixed` asks on `inquiryScheduleMs`. `adaptive` asks at the times the engine plans from what it
+     * learned of the wallet's decision delays (see docs/configuration.md), falling back to the fixed
+     * schedule until it has learned enough. The safety rules hold either way.
+     */
+    inquirySchedule: z.enum(['fixed', 'adaptive']).default('fixed'),
+    /** Adaptive only: the lag (wallet decision to our outcome) to keep under, at `lagQuantile`. */
+    lagTargetMs: positiveMs.default(3_000),
+    /** Adaptive only: the share of decided payments whose lag stays under `lagTargetMs`. */
+    lagQuantile: z.number().min(0.5).max(0.9999).default(0.99),
     /** Inquiries after which the lifecycle stops asking and cancels, even before expiry. */
     maxInquiries: z.number().int().positive().default(60),
     /** Stop polling after this many inquiries and wait for the notification until expiry (then one last look). */
@@ -45,6 +55,14 @@ export const LifecyclePolicy = z
 export type LifecyclePolicyInput = z.input<typeof LifecyclePolicy>;
 export type ResolvedPolicy = z.output<typeof LifecyclePolicy>;
 
+/** Inquiry times in ms from creation, strictly increasing; bounded so that a snapshot stays small. */
+export const InquiryPlan = z
+  .array(z.number().int().nonnegative())
+  .max(200)
+  .refine((plan) => plan.every((at, i) => i === 0 || at > (plan[i - 1] as number)), {
+    message: 'must be strictly increasing',
+  });
+
 /** What starts a lifecycle. Times are epoch ms. */
 export const LifecycleInput = z
   .object({
@@ -61,6 +79,16 @@ export const LifecycleInput = z
     /** The end of the cancel window; by default 00:15 UTC+8 on the day after `createdAt`. */
     cancelWindowEndsAt: z.number().int().nonnegative().optional(),
     policy: LifecyclePolicy.prefault({}),
+    /**
+     * The wallet the payment goes to (the caller's routing, or the pay answer's `pspId`): the
+     * adaptive schedule learns per wallet. Without it the first answer's `pspId` is taken.
+     */
+    walletKey: Id.optional(),
+    /**
+     * Adaptive only: when to inquire, in ms from `createdAt`, increasing (the engine's plan for the
+     * wallet). Without it the fixed schedule is used until an answer brings a plan.
+     */
+    inquiryPlan: InquiryPlan.optional(),
     /**
      * Set when the lifecycle starts before `pay` is sent (engine.pay): it begins in `paying`. The
      * request itself stays with the engine, which re-sends exactly it.
@@ -92,6 +120,8 @@ export interface ResolvedLifecycleInput {
   cancelWindowEndsAt: number;
   policy: ResolvedPolicy;
   payMode?: PayMode;
+  walletKey?: string;
+  inquiryPlan?: number[];
 }
 
 /** 00:15 (UTC+8) of the day after `createdAt`: the last moment Alipay+ accepts a cancel. */
@@ -116,6 +146,10 @@ export function resolveLifecycleInput(input: LifecycleInput): ResolvedLifecycleI
   };
   if (parsed.paymentId !== undefined) resolved.paymentId = parsed.paymentId;
   if (parsed.pay) resolved.payMode = parsed.pay.mode;
+  if (parsed.walletKey !== undefined) resolved.walletKey = parsed.walletKey;
+  // A plan is kept only by the adaptive policy (as given: the engine shares one array per wallet).
+  if (input.inquiryPlan && parsed.policy.inquirySchedule === 'adaptive')
+    resolved.inquiryPlan = input.inquiryPlan;
   if (parsed.amount) resolved.amount = { currency: parsed.amount.currency, value: parsed.amount.value };
   return resolved;
 }
