@@ -72,7 +72,7 @@ describe('postgresStore: ownership, leases and fencing', () => {
     const client = new pg.Client({ connectionString: PG_URL });
     await client.connect();
     const { rows } = await client.query(`SELECT count(*)::int AS n FROM "${schema}".schema_migrations`);
-    expect(rows[0].n).toBe(2);
+    expect(rows[0].n).toBe(3);
     await client.end();
     await Promise.all(stores.map((s) => s.close()));
   });

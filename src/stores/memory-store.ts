@@ -1,3 +1,5 @@
+import { type DecisionSketch, isSketch, mergeSketches } from '../../machines/decision-model.js';
+import { AlipayPlusLifecycleError } from '../errors.js';
 import type {
   AttentionResolution,
   AuditEntry,
@@ -8,6 +10,37 @@ import type {
   WriteConflict,
 } from './store.js';
 
+/** The longest wallet key a store keeps a decision sketch under (the SQL stores' key column). */
+export const MAX_WALLET_KEY_LENGTH = 64;
+
+/**
+ * Refuses a wallet key no store keeps a sketch under, before anything is written. Every store checks
+ * with this one function, so that they refuse alike.
+ */
+export function checkWalletKey(walletKey: string): void {
+  if (typeof walletKey !== 'string' || walletKey.length > MAX_WALLET_KEY_LENGTH)
+    throw new AlipayPlusLifecycleError(
+      'INVALID_INPUT',
+      `a decision sketch's wallet key must be a string of at most ${MAX_WALLET_KEY_LENGTH} characters (got ${
+        typeof walletKey === 'string' ? `${walletKey.length} characters` : typeof walletKey
+      }): key sketches by a short wallet identifier ('' for every wallet together); nothing was stored`,
+    );
+}
+
+/**
+ * A stored sketch's JSON text as a sketch, or `undefined` when it does not parse or is not a sketch
+ * of the current layout (a foreign or older value counts as none).
+ */
+export function parseStoredSketch(text: string | null | undefined): DecisionSketch | undefined {
+  if (typeof text !== 'string') return undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    return isSketch(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Keeps everything in memory: for tests and demos. It copies on the way in and out (as a real store
  * serialises), so that a test cannot pass only because an object was shared.
@@ -17,6 +50,7 @@ export function memoryStore(): LifecycleStore {
   const audits = new Map<string, AuditEntry[]>();
   const inbox = new Map<string, StoredNotification[]>();
   const resolutions = new Map<string, AttentionResolution>();
+  const sketches = new Map<string, DecisionSketch>();
   const copy = <T>(value: T): T => structuredClone(value);
 
   return {
@@ -118,6 +152,16 @@ export function memoryStore(): LifecycleStore {
         counts[key] = (counts[key] ?? 0) + 1;
       }
       return counts;
+    },
+    async decisionSketches() {
+      return new Map([...sketches].map(([key, sketch]) => [key, copy(sketch)]));
+    },
+    async mergeDecisionSketch(walletKey, newer) {
+      checkWalletKey(walletKey);
+      // Synchronous from the read to the write: no other merge can come in between.
+      const merged = mergeSketches(sketches.get(walletKey), newer);
+      sketches.set(walletKey, copy(merged));
+      return merged;
     },
   };
 }

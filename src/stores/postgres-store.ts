@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { z } from 'zod';
+import { type DecisionSketch, emptySketch, mergeSketches } from '../../machines/decision-model.js';
 import { AlipayPlusLifecycleError } from '../errors.js';
 import { parseOrThrow } from '../validate.js';
+import { checkWalletKey, parseStoredSketch } from './memory-store.js';
 import { readMigrations } from './sql-files.js';
 import {
   type AttentionColumns,
@@ -76,6 +78,9 @@ function toRecord(row: Row): LifecycleRecord {
 type AttentionRow = Row & AttentionColumns;
 
 const toAttentionItem = (row: AttentionRow): AttentionItem => attentionItemOf(toRecord(row), row);
+
+/** The row a wallet's first merge inserts to have something to lock; the same transaction replaces it. */
+const EMPTY_SKETCH = JSON.stringify(emptySketch());
 
 /** The server ended the connection (terminated, or timed out in a transaction): it cannot be reused. */
 function isConnectionGone(error: Error): boolean {
@@ -454,6 +459,49 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
            FROM ${schema}.lifecycles GROUP BY 1`,
       );
       return Object.fromEntries(rows.map((row) => [row.key, row.n]));
+    },
+
+    async decisionSketches() {
+      ensureOpen();
+      const { rows } = await q<{ wallet_key: string; sketch: string }>(
+        `SELECT wallet_key, sketch FROM ${schema}.decision_sketches`,
+      );
+      const sketches = new Map<string, DecisionSketch>();
+      for (const row of rows) {
+        const sketch = parseStoredSketch(row.sketch);
+        if (sketch) sketches.set(row.wallet_key, sketch);
+      }
+      return sketches;
+    },
+
+    async mergeDecisionSketch(walletKey, newer) {
+      checkWalletKey(walletKey);
+      ensureOpen();
+      const batch = structuredClone(newer); // as it was when handed over, whenever the lock is ours
+      // Read, merge and write under the row's lock, so that two workers' batches both land. The row
+      // is made first (a no-op once it exists): a wallet's first two merges at once would otherwise
+      // find nothing to lock, and the second insert would overwrite the first. The second waits on
+      // the first's uncommitted insert, then on its lock, and reads what the first committed.
+      return tx(async (client) => {
+        await client.query(
+          `INSERT INTO ${schema}.decision_sketches (wallet_key, sketch, samples, updated_at)
+           VALUES ($1, $2, 0, $3) ON CONFLICT (wallet_key) DO NOTHING`,
+          [walletKey, EMPTY_SKETCH, Date.now()],
+        );
+        const { rows } = await client.query<{ sketch: string }>(
+          `SELECT sketch FROM ${schema}.decision_sketches WHERE wallet_key = $1 FOR UPDATE`,
+          [walletKey],
+        );
+        const merged = mergeSketches(parseStoredSketch(rows[0]?.sketch), batch);
+        await client.query(
+          `INSERT INTO ${schema}.decision_sketches (wallet_key, sketch, samples, updated_at)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (wallet_key) DO UPDATE
+             SET sketch = excluded.sketch, samples = excluded.samples, updated_at = excluded.updated_at`,
+          [walletKey, JSON.stringify(merged), merged.samples, Date.now()],
+        );
+        return merged;
+      });
     },
 
     async acquire(id) {

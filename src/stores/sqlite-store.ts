@@ -2,7 +2,9 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { type DecisionSketch, mergeSketches } from '../../machines/decision-model.js';
 import { AlipayPlusLifecycleError } from '../errors.js';
+import { checkWalletKey, parseStoredSketch } from './memory-store.js';
 import { readMigrations } from './sql-files.js';
 import {
   configure,
@@ -34,7 +36,7 @@ export interface SqliteStoreOptions {
   synchronous?: 'FULL' | 'NORMAL';
   /**
    * `true` (default): every write (`insert`, `write`, `markSettled`, `recordNotification`,
-   * `markNotificationApplied`) runs on a second connection in a `worker_threads` Worker, one at a
+   * `markNotificationApplied`, `resolveAttention`, and the write of `mergeDecisionSketch`) runs on a second connection in a `worker_threads` Worker, one at a
    * time in call order, so that row writes and the commit's fsync never block the event loop. A
    * write's promise still resolves only once its transaction has committed at the `synchronous`
    * level; reads stay on the calling thread and see every write that has resolved. The Worker keeps
@@ -239,6 +241,12 @@ function prepareReads(d: Database.Database) {
           AND (? = 1 OR r.payment_request_id IS NULL)
         ORDER BY json_extract(l.outcome, '$.decidedAt'), l.payment_request_id`,
     ),
+    sketches: d.prepare<[], { wallet_key: string; sketch: string }>(
+      'SELECT wallet_key, sketch FROM decision_sketches',
+    ),
+    sketchOf: d.prepare<[string], { sketch: string }>(
+      'SELECT sketch FROM decision_sketches WHERE wallet_key = ?',
+    ),
     stateCounts: d.prepare<[], { key: string; n: number }>(
       `SELECT CASE WHEN final = 1 THEN coalesce(json_extract(outcome, '$.status'), state) ELSE state END AS key,
               count(*) AS n
@@ -272,6 +280,10 @@ export function sqliteStore(
   let current: OpenStore | undefined;
   let opening: Promise<void> | undefined;
   let closing: Promise<void> | undefined;
+  // A merge reads the stored sketch here, merges here, and writes through the writer: merges run one
+  // at a time, so that none reads a sketch another is about to replace (one process uses the file).
+  // Never rejects: a failed merge rejects its own caller only.
+  let merging: Promise<unknown> = Promise.resolve();
 
   const handle = () => {
     if (!current)
@@ -339,8 +351,10 @@ export function sqliteStore(
       const open = current;
       if (!open) return;
       current = undefined; // later calls reject at once; writes already sent still commit
+      const merges = merging; // and so do the merges already accepted
       closing = (async () => {
         try {
+          await merges;
           await open.writer.close();
         } finally {
           open.db.close();
@@ -442,6 +456,35 @@ export function sqliteStore(
           .stateCounts.all()
           .map((row) => [row.key, row.n]),
       );
+    },
+    async decisionSketches() {
+      const sketches = new Map<string, DecisionSketch>();
+      for (const row of st().sketches.all()) {
+        const sketch = parseStoredSketch(row.sketch);
+        if (sketch) sketches.set(row.wallet_key, sketch);
+      }
+      return sketches;
+    },
+    async mergeDecisionSketch(walletKey, newer) {
+      checkWalletKey(walletKey);
+      // Taken now: a merge accepted before close() still runs on this connection and commits.
+      const open = handle();
+      const batch = structuredClone(newer); // as it was when handed over, whenever its turn comes
+      const merge = merging.then(async () => {
+        const merged = mergeSketches(
+          parseStoredSketch(open.statements.sketchOf.get(walletKey)?.sketch),
+          batch,
+        );
+        await open.writer.run('putDecisionSketch', {
+          walletKey,
+          sketch: JSON.stringify(merged),
+          samples: merged.samples,
+          updatedAt: Date.now(),
+        });
+        return merged;
+      });
+      merging = merge.catch(() => undefined);
+      return merge;
     },
   };
 }

@@ -37,6 +37,16 @@ export interface NotificationRow {
   applied: 0 | 1;
 }
 
+/** A wallet's merged decision sketch, the parameters of its upsert (JSON already serialised). */
+export interface DecisionSketchRow {
+  walletKey: string;
+  /** The DecisionSketch, JSON. */
+  sketch: string;
+  samples: number;
+  /** Epoch ms of the write. */
+  updatedAt: number;
+}
+
 /** The store's mutating operations; each runs in one transaction and returns once it has committed. */
 export interface Writer {
   /** True when inserted (the audit entries are appended then only). */
@@ -48,6 +58,8 @@ export interface Writer {
   markNotificationApplied(id: string): void;
   /** Writes the resolution and its audit entry only when the lifecycle is an open `attention` outcome. */
   resolveAttention(resolution: AttentionResolution, audit: AuditEntry): ResolveAttentionResult;
+  /** Stores a wallet's decision sketch, replacing the one stored (the caller merged them). */
+  putDecisionSketch(row: DecisionSketchRow): void;
 }
 
 export type WriterOp = keyof Writer;

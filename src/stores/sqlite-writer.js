@@ -63,6 +63,14 @@ export function createWriter(db) {
     return 'resolved';
   }).immediate;
 
+  // The merge itself runs on the calling thread (the store serialises its merges): this writes the result.
+  const putSketch = db.prepare(
+    `INSERT INTO decision_sketches (wallet_key, sketch, samples, updated_at)
+     VALUES (@walletKey, @sketch, @samples, @updatedAt)
+     ON CONFLICT (wallet_key) DO UPDATE SET
+       sketch = excluded.sketch, samples = excluded.samples, updated_at = excluded.updated_at`,
+  );
+
   return {
     insert: db.transaction((row, entries) => {
       const inserted = insert.run(row).changes === 1;
@@ -91,6 +99,9 @@ export function createWriter(db) {
       applied.run(id);
     },
     resolveAttention,
+    putDecisionSketch(row) {
+      putSketch.run(row);
+    },
   };
 }
 

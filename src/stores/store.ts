@@ -1,3 +1,4 @@
+import type { DecisionSketch } from '../../machines/decision-model.js';
 import type { LifecycleOutcome } from '../../machines/outcome.js';
 import type { LifecycleInput } from '../../machines/policy.js';
 import type { NotifyPaymentRequest } from '../protocol/notify-payment.js';
@@ -164,6 +165,17 @@ export interface LifecycleStore {
   ): Promise<'resolved' | 'unknown' | 'not-attention' | 'already-resolved'>;
   /** How many lifecycles are in each state (final ones under their status, e.g. 'succeeded'), in one query. */
   stateCounts(): Promise<Record<string, number>>;
+  /**
+   * The adaptive schedule's learned decision-delay sketches, by wallet key ('' is every wallet
+   * together). A stored value that is not a sketch of the current layout is left out.
+   */
+  decisionSketches(): Promise<Map<string, DecisionSketch>>;
+  /**
+   * Adds `newer` (observations made since this worker last merged) to a wallet's stored sketch, in one
+   * atomic step against other workers, and returns the merged sketch. A missing or foreign stored value
+   * counts as empty.
+   */
+  mergeDecisionSketch(walletKey: string, newer: DecisionSketch): Promise<DecisionSketch>;
 }
 
 /** What {@link LifecycleStore.resolveAttention} answers. */
