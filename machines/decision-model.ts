@@ -188,7 +188,14 @@ export class SketchBuilder {
   private count: number;
   private untilShiftTest = SHIFT_TEST_EVERY;
 
-  constructor(base?: DecisionSketch) {
+  /**
+   * @param base the sketch to go on from.
+   * @param detectShift false for a batch on its way to a shared sketch: the shared sketch tests.
+   */
+  constructor(
+    base?: DecisionSketch,
+    private readonly detectShift = true,
+  ) {
     const start = base && isSketch(base) && base.samples > 0 ? base : undefined;
     this.long = new DecayingHistogram(GROWTH.long, start?.long);
     this.short = new DecayingHistogram(GROWTH.short, start?.short);
@@ -204,7 +211,7 @@ export class SketchBuilder {
     this.long.add(observation);
     this.short.add(observation);
     this.count += 1;
-    if (--this.untilShiftTest <= 0) this.testShift();
+    if (this.detectShift && --this.untilShiftTest <= 0) this.testShift();
   }
 
   /** Adds a whole sketch made since this one's last observation: it is newer than everything here. */
@@ -213,7 +220,7 @@ export class SketchBuilder {
     this.long.addNewer(newer.long, newer.samples);
     this.short.addNewer(newer.short, newer.samples);
     this.count += newer.samples;
-    this.testShift();
+    if (this.detectShift) this.testShift();
   }
 
   /** The wallet changed: the long memory restarts from the short one. */
@@ -330,7 +337,7 @@ export const MIN_PLAN_SAMPLES = 300;
  * Of the tail the quantile allows (1 − lagQuantile), the planner spends this share: the rest covers
  * the sketch's own sampling error and the wallet changing before the sketch has followed.
  */
-export const PLAN_TAIL_SHARE = 0.5;
+export const PLAN_TAIL_SHARE = 0.7;
 
 /**
  * The inquiry times (ms from creation, increasing, all before expiry; the last look at expiry is not
