@@ -61,10 +61,11 @@ export interface ObservedContext {
 /**
  * What a settled lifecycle tells about its wallet's decision delay, or `undefined` when it tells
  * nothing (a person was asked, or the payment was never asked about).
- * - Decided by the wallet (succeeded, failed, closed by the wallet): at `paymentTime` when the
+ * - Decided by the wallet (succeeded, or failed by its answer): at `paymentTime` when the
  *   answer gives one (and it lies between creation and our outcome); else somewhere between the last
  *   answer that showed it undecided and the answer or notification that showed it decided.
- * - Cancelled or closed by us: not decided by the last inquiry (the last look at expiry).
+ * - Cancelled or closed (an order closes at expiry when nobody paid it): not decided by the last
+ *   answer that showed it in process; the planner treats it as at risk up to there.
  */
 export function decisionObservation(
   context: ObservedContext,
@@ -72,7 +73,8 @@ export function decisionObservation(
 ): { walletKey: string | undefined; observation: DecisionObservation } | undefined {
   const walletKey = context.walletKey ?? context.details.pspId;
   const decidedBy = outcome.decidedBy;
-  const byWallet = decidedBy.level === 'payment' && outcome.status !== 'attention';
+  const byWallet =
+    decidedBy.level === 'payment' && (outcome.status === 'succeeded' || outcome.status === 'failed');
   if (byWallet) {
     const decidedAt = Math.max(0, outcome.decidedAt - context.createdAt);
     let after = Math.min(
@@ -90,7 +92,8 @@ export function decisionObservation(
     }
     return { walletKey, observation: { decided: true, after, by } };
   }
-  if (outcome.status === 'cancelled' || (outcome.status === 'closed' && decidedBy.source === 'cancel')) {
+  // Cancelled, or closed (at expiry, unpaid, or by our cancel): nobody decided while we looked.
+  if (outcome.status === 'cancelled' || outcome.status === 'closed') {
     // Only an answer that said "in process" proves the wallet had not decided by then.
     if (context.undecidedAt === undefined) return undefined;
     return {

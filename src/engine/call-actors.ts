@@ -42,6 +42,11 @@ export interface CallActorsOptions {
   stopEntry(entry: Entry): void;
   /** Counts and times each call actually sent (not one aborted or refused before sending). */
   metrics: Pick<EngineMetrics, 'call'>;
+  /**
+   * The adaptive plan for a lifecycle that has no wallet yet, now that an answer names one
+   * (`pspId`); `undefined` when it needs none.
+   */
+  planFor?(paymentRequestId: string, pspId: string): readonly number[] | undefined;
 }
 
 const abortedCall = (): NoResult => ({
@@ -54,7 +59,19 @@ const notSent = (detail: string): NoResult => ({ kind: 'no-result', reason: 'not
 
 /** The lifecycle machine with the engine's calls: pay, refund, inquiry and cancel, each through the limiter. */
 export function provideCallActors(options: CallActorsOptions): typeof paymentLifecycleMachine {
-  const { client, clock, limiter, entries, durable, shared, stopEntry, metrics } = options;
+  const { client, clock, limiter, entries, durable, shared, stopEntry, metrics, planFor } = options;
+
+  /** An answer's result, with the plan for its wallet when the lifecycle learns its wallet from it. */
+  function resultOf<T extends InquiryOutcome | PayOutcome>(
+    paymentRequestId: string,
+    outcome: T,
+  ): CallResult<T> {
+    const at = clock.now();
+    const pspId = outcome.kind === 'answer' ? outcome.pspId : undefined;
+    if (!planFor || typeof pspId !== 'string') return { outcome, at };
+    const plan = planFor(paymentRequestId, pspId);
+    return plan ? { outcome, at, plan } : { outcome, at };
+  }
 
   /**
    * Whether this worker may start a side effect (a pay, a cancel, a refund) for the lifecycle: only
@@ -86,7 +103,7 @@ export function provideCallActors(options: CallActorsOptions): typeof paymentLif
           const payClient = client as Required<typeof client>; // has pay(): checked just above
           return metrics.call('pay', () => payClient.pay(request, { signal }));
         };
-        return { outcome: await limiter.run(signal, send, abortedCall), at: clock.now() };
+        return resultOf(input.paymentRequestId, await limiter.run(signal, send, abortedCall));
       }),
       refund: fromPromise<CallResult<RefundOutcome>, RefundCallInput>(async ({ input, signal }) => {
         // Sent only once `refunding` is durable, with the same refundRequestId every time.
@@ -108,14 +125,16 @@ export function provideCallActors(options: CallActorsOptions): typeof paymentLif
           at: clock.now(),
         };
       }),
-      inquiryPayment: fromPromise<CallResult<InquiryOutcome>, CallInput>(async ({ input, signal }) => ({
-        outcome: await limiter.run(
-          signal,
-          () => metrics.call('inquiryPayment', () => client.inquiryPayment(input.ref, { signal })),
-          abortedCall,
+      inquiryPayment: fromPromise<CallResult<InquiryOutcome>, CallInput>(async ({ input, signal }) =>
+        resultOf(
+          input.paymentRequestId,
+          await limiter.run(
+            signal,
+            () => metrics.call('inquiryPayment', () => client.inquiryPayment(input.ref, { signal })),
+            abortedCall,
+          ),
         ),
-        at: clock.now(),
-      })),
+      ),
       cancelPayment: fromPromise<CallResult<CancelOutcome>, CallInput>(async ({ input, signal }) => {
         // A cancel goes out only once "cancelling" is durable: a crash now cannot forget that it was sent.
         if (!(await mayAct(input.paymentRequestId))) return { outcome: abortedCall(), at: clock.now() };

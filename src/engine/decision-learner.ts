@@ -127,8 +127,9 @@ export class DecisionLearner {
   }
 
   /**
-   * Merges this worker's new observations into the store and takes the merged sketches back (with
-   * what other workers learned meanwhile). One flush at a time; a failed merge keeps its batch.
+   * Merges this worker's new observations into the store, then reads every stored sketch back: what
+   * other workers learned meanwhile reaches this one's plans. One flush at a time; a failed merge
+   * keeps its batch for the next.
    */
   flush(): Promise<void> {
     if (!this.options.store) return Promise.resolve();
@@ -158,6 +159,7 @@ export class DecisionLearner {
         throw error;
       }
     }
+    await this.load();
   }
 
   private modelOf(key: string): WalletModel | undefined {

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { type Meter, metrics as otelMetrics } from '@opentelemetry/api';
 import type { InspectionEvent } from 'xstate';
+import { decisionObservation } from '../../machines/inquiry-schedule.js';
 import type { LifecycleOutcome } from '../../machines/outcome.js';
 import {
   type LifecycleInput,
@@ -28,6 +29,7 @@ import {
 import { provideCallActors } from './call-actors.js';
 import { admittingClock, CallLimiter } from './call-limiter.js';
 import { type EngineClock, systemClock } from './clock.js';
+import { DecisionLearner } from './decision-learner.js';
 import type { EngineEvents } from './engine-events.js';
 import { createGroupCommit, recordOf } from './group-commit.js';
 import {
@@ -95,12 +97,19 @@ export interface PaymentEngineOptions {
    * MeterProvider was registered before the engine was created.
    */
   meter?: Meter;
+  /**
+   * How often (engine clock ms) the decision delays learned here are merged into the store, where
+   * other workers and a restart find them. Default 5,000.
+   */
+  learningFlushMs?: number;
 }
 
 /** Options of one `engine.pay()`. */
 export interface PayOptions {
   /** Overrides of the engine's policy for this payment (validated with it as a whole). */
   policy?: LifecyclePolicyInput;
+  /** The wallet the pay is routed to, for the adaptive schedule; else the pay answer's `pspId`. */
+  walletKey?: string;
 }
 
 /** The engine's interface: see {@link createPaymentEngine}. */
@@ -168,6 +177,24 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   let started = false;
   let stopping = false;
   const shared = isSharedStore(store) ? store : undefined;
+  // What the adaptive schedule learns: from every lifecycle settled here, whatever its policy.
+  const learner = new DecisionLearner({ store, now: () => clock.now() });
+  let learningTimer: ReturnType<typeof setInterval> | undefined;
+  const flushLearning = () =>
+    learner.flush().catch((error: unknown) => {
+      logger.warn({ error: String(error) }, 'merging the learned decision delays into the store failed');
+    });
+
+  /** The adaptive plan for a payment of this wallet and expiry, under its policy's target. */
+  function planOf(
+    policy: { inquirySchedule: string; lagTargetMs: number; lagQuantile: number },
+    walletKey: string | undefined,
+    expiresInMs: number,
+  ): readonly number[] | undefined {
+    if (policy.inquirySchedule !== 'adaptive') return undefined;
+    const { lagTargetMs, lagQuantile } = policy;
+    return learner.planFor({ walletKey, expiresInMs, lagTargetMs, lagQuantile });
+  }
 
   const settlement = createSettlement({
     store,
@@ -177,6 +204,10 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     logger,
     onSettled: options.onSettled,
     metrics,
+    observe(context, outcome) {
+      const observed = decisionObservation(context, outcome);
+      if (observed) learner.observe(observed.walletKey, observed.observation);
+    },
   });
   const groupCommit = createGroupCommit({
     store,
@@ -199,7 +230,21 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   // The actors' timers: due ones wait for a call slot while the limiter is full (see admittingClock).
   const admitting = admittingClock(clock, limiter);
   const actorClock = metrics.timedClock(admitting);
-  const machine = provideCallActors({ client, clock, limiter, entries, durable, shared, stopEntry, metrics });
+  const machine = provideCallActors({
+    client,
+    clock,
+    limiter,
+    entries,
+    durable,
+    shared,
+    stopEntry,
+    metrics,
+    planFor(id, pspId) {
+      const context = entries.get(id)?.lastSnapshot?.context;
+      if (!context || context.walletKey !== undefined || context.plan) return undefined;
+      return planOf(context.policy, pspId, context.expiresAt - context.createdAt);
+    },
+  });
   const { spawn, resume, send } = createLifecycleEntries({
     entries,
     machine,
@@ -309,6 +354,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       policy: { ...(options.policy ?? {}), ...(parsed.policy ?? {}) } as LifecyclePolicyInput,
     };
     if (parsed.paymentId) input.paymentId = parsed.paymentId;
+    if (parsed.walletKey !== undefined) input.walletKey = parsed.walletKey;
     if (parsed.amount) input.amount = { currency: parsed.amount.currency, value: parsed.amount.value };
     if (expiresAt !== undefined) input.expiresAt = expiresAt;
     if (expiresAt !== undefined && expiresAt <= createdAt && parsed.createdAt === undefined) {
@@ -330,6 +376,10 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     const policyKey = JSON.stringify(resolved.policy);
     if (!policies.has(policyKey)) policies.set(policyKey, resolved.policy);
     input.policy = policies.get(policyKey) as LifecyclePolicyInput;
+    if (input.inquiryPlan === undefined) {
+      const plan = planOf(resolved.policy, resolved.walletKey, resolved.expiresAt - resolved.createdAt);
+      if (plan) input.inquiryPlan = plan as number[];
+    }
 
     const entry = spawn(id, input, input.createdAt);
     const record = recordOf(entry, 1, clock.now());
@@ -406,6 +456,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       pay: { mode: prepared.mode },
       payRequest: prepared.wire,
     };
+    if (payOptions?.walletKey !== undefined) input.walletKey = payOptions.walletKey;
     const started = await insertNew(input, 'PAY');
     await payDecided(id);
     return viewOf(id) ?? started;
@@ -430,6 +481,9 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     async start() {
       if (started) return;
       await store.open();
+      await learner.load();
+      learningTimer = setInterval(flushLearning, options.learningFlushMs ?? 5_000);
+      learningTimer.unref();
       started = true;
       stopping = false;
       const resumable = await store.listResumable();
@@ -550,6 +604,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       // Everything already decided reaches the store; nothing after this point is written.
       scaleOut.stopRounds();
       await groupCommit.drain();
+      clearInterval(learningTimer);
+      await flushLearning();
       const owned = [...entries.keys(), ...sleeping.ids()];
       for (const entry of [...entries.values()]) stopEntry(entry);
       sleeping.dropAll();

@@ -20,6 +20,8 @@ export interface SettlementOptions {
   logger: Logger;
   onSettled: ((outcome: LifecycleOutcome) => void | Promise<void>) | undefined;
   metrics: Pick<EngineMetrics, 'settled'>;
+  /** Sees each lifecycle settled here, once, with its final context (the adaptive schedule learns). */
+  observe?(context: LifecycleContext, outcome: LifecycleOutcome): void;
 }
 
 /** Settlements, fired once per payment: see {@link createSettlement}. */
@@ -53,6 +55,14 @@ export function createSettlement(options: SettlementOptions): Settlement {
     if (entry.settling || entry.stopped || entry.dirty || entry.durableVersion < entry.version) return;
     entry.settling = true;
     const outcome = entry.lastSnapshot?.output as LifecycleOutcome;
+    try {
+      if (entry.lastSnapshot) options.observe?.(entry.lastSnapshot.context, outcome);
+    } catch (error) {
+      logger.warn(
+        { paymentRequestId: entry.id, error: String(error) },
+        'learning from a settled lifecycle failed',
+      );
+    }
     await fireSettlement(entry.id, outcome);
     entry.stopped = true;
     entries.delete(entry.id);

@@ -11,6 +11,11 @@ export const TrackInput = z
     paymentExpiryTime: z.union([DateTime, z.number().int().positive()]).optional(),
     /** When the payment was created (epoch ms); default now. The cancel window is counted from it. */
     createdAt: z.number().int().positive().optional(),
+    /**
+     * The wallet the payment went to, from the caller's routing: the adaptive schedule learns per
+     * wallet. Without it the first answer's `pspId` is taken.
+     */
+    walletKey: Id.optional(),
     /** Overrides of the engine's policy for this payment (validated with it as a whole). */
     policy: z.record(z.string(), z.unknown()).optional(),
   })

@@ -1,0 +1,230 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { seededRandom } from '../bench/polling.js';
+import {
+  type DecisionSketch,
+  MIN_PLAN_SAMPLES,
+  planInquiries,
+  SketchBuilder,
+} from '../machines/decision-model.js';
+import { createPaymentEngine, type LifecycleStore, memoryStore, sqliteStore } from '../src/index.js';
+import { postgresStore } from '../src/stores/postgres-store.js';
+import { createWorld, type World, worldsStoppedAfterEach } from './helpers/e2e.js';
+import { eventually } from './helpers/notify-receiver.js';
+import { dropSchema, PG_URL, schemaName } from './helpers/postgres.js';
+import { testTempDir } from './helpers/temp-dir.js';
+
+const world = worldsStoppedAfterEach();
+const ADAPTIVE = { policy: { inquirySchedule: 'adaptive' as const } };
+const MINUTE = 60_000;
+
+/** A sketch of `count` exact decisions, lognormal around `medianMs` (σ 0.5), seeded. */
+function sketchOf(count: number, medianMs: number, seed = 7): DecisionSketch {
+  const random = seededRandom(seed);
+  const builder = new SketchBuilder();
+  for (let i = 0; i < count; i++) {
+    const u = Math.max(random(), 1e-12);
+    const z = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());
+    const at = medianMs * Math.exp(0.5 * z);
+    builder.add({ decided: true, after: at, by: at });
+  }
+  return builder.toSketch();
+}
+
+const planOf = (sketch: DecisionSketch, expiresInMs = MINUTE) =>
+  planInquiries(sketch, { expiresInMs, lagTargetMs: 3_000, lagQuantile: 0.99 });
+
+/** Creates an order the simulator decides after `decideAfterMs` (null: never), with no notification. */
+function order(w: World, id: string, decideAfterMs: number | null) {
+  return w.sim.createOrder({
+    paymentRequestId: id,
+    expiresAt: w.engine.clock.now() + MINUTE,
+    scenario: { decideAfterMs, notify: { mode: 'none' } },
+  });
+}
+
+async function track(w: World, id: string, decideAfterMs: number | null, walletKey?: string) {
+  const created = order(w, id, decideAfterMs);
+  return w.engine.track({
+    paymentRequestId: id,
+    createdAt: created.createdAt,
+    paymentExpiryTime: created.expiresAt,
+    ...(walletKey ? { walletKey } : {}),
+  });
+}
+
+describe('adaptive inquiry schedule in the engine', () => {
+  it("a payment of a known wallet gets the wallet's plan, and its inquiries go out at the planned times", async () => {
+    const store = memoryStore();
+    const sketch = sketchOf(1_000, 10_000);
+    await store.mergeDecisionSketch('WALLET-A', sketch);
+    // 20× real time: a timer late by a few ms of a busy machine stays well inside half a gap.
+    const w = await world({ store, engine: ADAPTIVE, factor: 20 });
+    const expected = planOf((await store.decisionSketches()).get('WALLET-A') as DecisionSketch) as number[];
+    expect(expected.length).toBeGreaterThan(3);
+    // Decided halfway between two planned inquiries past 20 s.
+    const k = expected.findIndex((offset) => offset > 20_000);
+    const decideAfterMs = Math.round(((expected[k - 1] as number) + (expected[k] as number)) / 2);
+
+    const view = await track(w, 'ADAPT-1', decideAfterMs, 'WALLET-A');
+    expect(view.context.walletKey).toBe('WALLET-A');
+    expect(view.context.plan).toEqual(expected);
+    // The plan is stored with the input, so a restart plans nothing anew.
+    expect((await store.load('ADAPT-1'))?.input.inquiryPlan).toEqual(expected);
+
+    const outcome = await w.engine.outcome('ADAPT-1');
+    expect(outcome.status).toBe('succeeded');
+    const createdAt = view.context.createdAt;
+    const sent = w.sim.calls().filter((c) => c.api === 'inquiryPayment' && c.paymentRequestId === 'ADAPT-1');
+    // One inquiry per planned time up to the first after the decision, never early.
+    const due = expected.slice(0, k + 1);
+    expect(sent).toHaveLength(due.length);
+    for (const [i, call] of sent.entries())
+      expect(call.at).toBeGreaterThanOrEqual(createdAt + (due[i] as number));
+  });
+
+  it('a payment without a wallet key takes the wallet named by the first answer (pspId), with its plan; an unknown wallet uses all wallets together', async () => {
+    const store = memoryStore();
+    await store.mergeDecisionSketch('SIM_WALLET', sketchOf(1_000, 20_000));
+    await store.mergeDecisionSketch('', sketchOf(1_000, 5_000, 8));
+    const w = await world({ store, engine: ADAPTIVE });
+    const stored = await store.decisionSketches();
+
+    // Not known at the start: all wallets' plan; the first answer names SIM_WALLET, whose plan is taken.
+    const first = await track(w, 'ADAPT-PSP', null);
+    expect(first.context.walletKey).toBeUndefined();
+    expect(first.context.plan).toEqual(planOf(stored.get('') as DecisionSketch));
+    // Keeps the plan it started with: a lifecycle's plan never flips mid-way.
+    await eventually(() => (w.engine.get('ADAPT-PSP')?.context.inquiries ?? 0) >= 1);
+    await eventually(() => w.engine.get('ADAPT-PSP')?.context.walletKey === 'SIM_WALLET');
+    expect(w.engine.get('ADAPT-PSP')?.context.plan).toEqual(planOf(stored.get('') as DecisionSketch));
+
+    // Without any plan at the start (too few observations of all wallets), the pspId brings one.
+    const bare = memoryStore();
+    await bare.mergeDecisionSketch('SIM_WALLET', sketchOf(1_000, 20_000));
+    const v = await world({ store: bare, engine: ADAPTIVE });
+    const fresh = await track(v, 'ADAPT-PSP-2', null);
+    expect(fresh.context.plan).toBeUndefined();
+    await eventually(() => v.engine.get('ADAPT-PSP-2')?.context.walletKey === 'SIM_WALLET');
+    expect(v.engine.get('ADAPT-PSP-2')?.context.plan).toEqual(
+      planOf((await bare.decisionSketches()).get('SIM_WALLET') as DecisionSketch),
+    );
+
+    // A wallet the learner has never seen: all wallets together.
+    const unknown = await track(w, 'ADAPT-UNKNOWN', 3_000, 'NEW-WALLET');
+    expect(unknown.context.plan).toEqual(planOf(stored.get('') as DecisionSketch));
+  });
+
+  it('the fixed policy gets no plan, whatever was learned', async () => {
+    const store = memoryStore();
+    await store.mergeDecisionSketch('WALLET-A', sketchOf(1_000, 10_000));
+    const w = await world({ store });
+    const view = await track(w, 'FIXED-1', 3_000, 'WALLET-A');
+    expect(view.context.plan).toBeUndefined();
+    expect((await store.load('FIXED-1'))?.input.inquiryPlan).toBeUndefined();
+  });
+
+  it('learns from settled lifecycles: stop() merges into the store, and a restarted engine plans from it', async () => {
+    const dir = testTempDir('adaptive-restart');
+    const path = `${dir}/lifecycles.db`;
+    const seeded = sqliteStore(path);
+    await seeded.open();
+    // Just under the warm-up: no plan yet.
+    await seeded.mergeDecisionSketch('SIM_WALLET', sketchOf(MIN_PLAN_SAMPLES - 10, 4_000));
+    await seeded.close();
+
+    const w = await createWorld({ store: sqliteStore(path), engine: ADAPTIVE });
+    try {
+      expect((await track(w, 'LEARN-0', 2_000, 'SIM_WALLET')).context.plan).toBeUndefined();
+      const ids = Array.from({ length: 15 }, (_, i) => `LEARN-${i + 1}`);
+      for (const [i, id] of ids.entries()) await track(w, id, 1_000 + 500 * i, 'SIM_WALLET');
+      // And two that never decide: cancelled at expiry, observed as undecided.
+      await track(w, 'LEARN-NEVER-1', null, 'SIM_WALLET');
+      await track(w, 'LEARN-NEVER-2', null, 'SIM_WALLET');
+      const outcomes = await Promise.all(
+        ['LEARN-0', ...ids, 'LEARN-NEVER-1', 'LEARN-NEVER-2'].map((id) => w.engine.outcome(id)),
+      );
+      expect(outcomes.filter((o) => o.status === 'succeeded')).toHaveLength(16);
+    } finally {
+      await w.stop();
+    }
+
+    const reopened = sqliteStore(path);
+    await reopened.open();
+    const sketches = await reopened.decisionSketches();
+    // 16 decided + 2 undecided, for the wallet and for all wallets together.
+    expect(sketches.get('SIM_WALLET')?.samples).toBe(MIN_PLAN_SAMPLES - 10 + 18);
+    expect(sketches.get('')?.samples).toBe(18);
+    const undecided = (sketches.get('SIM_WALLET') as DecisionSketch).long.undecided.reduce(
+      (a, b) => a + b,
+      0,
+    );
+    expect(undecided).toBeGreaterThan(1.9);
+    await reopened.close();
+
+    const again = await createWorld({ store: sqliteStore(path), engine: ADAPTIVE });
+    try {
+      const view = await track(again, 'LEARN-AFTER', 2_000, 'SIM_WALLET');
+      expect(view.context.plan).toEqual(planOf(sketches.get('SIM_WALLET') as DecisionSketch));
+    } finally {
+      await again.stop();
+    }
+  });
+});
+
+describe('adaptive learning shared over PostgreSQL', () => {
+  const schema = schemaName('adaptive');
+  afterAll(() => dropSchema(schema));
+
+  it("one worker's observations reach another worker's plans through the store", async () => {
+    const setup = postgresStore({ connectionString: PG_URL, schema, workerId: 'adapt-setup' });
+    await setup.open();
+    await setup.mergeDecisionSketch('SIM_WALLET', sketchOf(MIN_PLAN_SAMPLES - 5, 4_000));
+    await setup.close();
+
+    const workerStore = (id: string): LifecycleStore =>
+      postgresStore({ connectionString: PG_URL, schema, workerId: id, leaseMs: 10_000 });
+    const a = await createWorld({
+      store: workerStore('adapt-a'),
+      engine: { ...ADAPTIVE, learningFlushMs: 100 },
+    });
+    // Worker B shares the simulator's clock but runs its own engine on the same database.
+    const b = createPaymentEngine({
+      client: a.client,
+      store: workerStore('adapt-b'),
+      clock: a.engine.clock,
+      ...ADAPTIVE,
+      learningFlushMs: 100,
+    });
+    await b.start();
+    try {
+      const created = order(a, 'SHARED-B0', 2_000);
+      const before = await b.track({
+        paymentRequestId: 'SHARED-B0',
+        createdAt: created.createdAt,
+        paymentExpiryTime: created.expiresAt,
+        walletKey: 'SIM_WALLET',
+      });
+      expect(before.context.plan).toBeUndefined();
+      const ids = Array.from({ length: 8 }, (_, i) => `SHARED-A${i}`);
+      for (const [i, id] of ids.entries()) await track(a, id, 1_000 + 700 * i, 'SIM_WALLET');
+      for (const id of ids) expect((await a.engine.outcome(id)).status).toBe('succeeded');
+      // A merges within its flush interval; B reads it back at its own next flush.
+      let planned = false;
+      for (let round = 0; !planned; round++) {
+        if (round > 100) throw new Error("worker B never planned from worker A's observations");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const next = order(a, `SHARED-B${round + 1}`, 2_000);
+        const view = await b.track({
+          paymentRequestId: next.paymentRequestId,
+          createdAt: next.createdAt,
+          paymentExpiryTime: next.expiresAt,
+          walletKey: 'SIM_WALLET',
+        });
+        planned = view.context.plan !== undefined;
+      }
+    } finally {
+      await b.stop();
+      await a.stop();
+    }
+  });
+});
