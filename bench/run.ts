@@ -6,9 +6,11 @@ import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { runOverheadBench } from './engine-overhead.js';
 import { scriptArgs } from './machine.js';
+import { runPollingBench } from './polling.js';
 import { runSigningBench } from './signing.js';
 
 await runSigningBench();
+await runPollingBench();
 await runOverheadBench();
 // One libuv thread signs per spare core: on 2 cores, four signing threads starve the event loop
 // (measured side by side: 952 inquiries/s with 4 threads, 1,532/s with 1). See docs/operations.md.

@@ -414,7 +414,40 @@ export function planInquiries(sketch: DecisionSketch, options: PlanOptions): num
     else low = mid;
   }
   solve(high);
-  return pathFrom(next, grid);
+  // The bisection's plan leaves part of the budget unspent (its steps are lumpy): spend it greedily,
+  // by the move that saves the most calls per late share added: an inquiry one grid step later
+  // (the next one is then sent less often), or one inquiry fewer.
+  const path = [0];
+  for (let i = next[0] as number; i < n - 1; i = next[i] as number) path.push(i);
+  path.push(n - 1);
+  const lateBetween = (i: number, j: number) =>
+    Math.max(0, (lateFrom[j] as number) - (1 - (alive[i] as number)));
+  let spent = 0;
+  for (let k = 1; k < path.length; k++) spent += lateBetween(path[k - 1] as number, path[k] as number);
+  for (let moves = 0; moves < 4 * n; moves++) {
+    let best: { k: number; to: number | undefined; added: number; ratio: number } | undefined;
+    for (let k = 1; k < path.length - 1; k++) {
+      const [before, at, after] = [path[k - 1] as number, path[k] as number, path[k + 1] as number];
+      const now = lateBetween(before, at) + lateBetween(at, after);
+      // Removing it: the next inquiry is sent whenever this one would have been.
+      const removed = lateBetween(before, after) - now;
+      const candidates: [number | undefined, number, number][] = [[undefined, removed, alive[at] as number]];
+      if (at + 1 < after) {
+        const later = lateBetween(before, at + 1) + lateBetween(at + 1, after) - now;
+        candidates.push([at + 1, later, (alive[at] as number) - (alive[at + 1] as number)]);
+      }
+      for (const [to, added, saved] of candidates) {
+        if (saved <= 0 || spent + added > budget) continue;
+        const ratio = added / saved;
+        if (!best || ratio < best.ratio) best = { k, to, added, ratio };
+      }
+    }
+    if (!best) break;
+    if (best.to === undefined) path.splice(best.k, 1);
+    else path[best.k] = best.to;
+    spent += best.added;
+  }
+  return path.slice(1, -1).map((i) => grid[i] as number);
 }
 
 function pathFrom(next: Int32Array, grid: number[]): number[] {

@@ -114,6 +114,23 @@ describe('adaptive inquiry schedule in the engine', () => {
     expect(unknown.context.plan).toEqual(planOf(stored.get('') as DecisionSketch));
   });
 
+  it.each([
+    ['a wallet key of 65 characters', { walletKey: 'W'.repeat(65) }, /walletKey/],
+    ['an unknown schedule', { policy: { inquirySchedule: 'smart' } }, /inquirySchedule/],
+    ['a lag quantile of 1.5', { policy: { inquirySchedule: 'adaptive', lagQuantile: 1.5 } }, /lagQuantile/],
+    ['a lag target of 0', { policy: { inquirySchedule: 'adaptive', lagTargetMs: 0 } }, /lagTargetMs/],
+  ])('refuses %s with INVALID_INPUT naming the field, storing nothing', async (_name, extra, field) => {
+    const store = memoryStore();
+    const w = await world({ store });
+    const error = await w.engine
+      .track({ paymentRequestId: 'BAD-ADAPT', ...(extra as object) })
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'INVALID_INPUT' });
+    expect((error as Error).message).toMatch(field);
+    expect(await store.load('BAD-ADAPT')).toBeUndefined();
+    expect(w.engine.activeCount).toBe(0);
+  });
+
   it('the fixed policy gets no plan, whatever was learned', async () => {
     const store = memoryStore();
     await store.mergeDecisionSketch('WALLET-A', sketchOf(1_000, 10_000));
