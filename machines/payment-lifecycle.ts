@@ -228,9 +228,9 @@ function learnFromAnswer(
   const learned: Partial<LifecycleContext> = {};
   if (UNDECIDED_ROWS.has(row)) learned.undecidedAt = at;
   if (context.walletKey !== undefined) return learned;
-  const output = event.output as CallResult<{ kind: string; pspId?: string }> | undefined;
+  const output = event.output as CallResult<{ kind: string; pspId?: string | null }> | undefined;
   const pspId = output?.outcome?.kind === 'answer' ? output.outcome.pspId : undefined;
-  if (pspId === undefined) return learned;
+  if (typeof pspId !== 'string') return learned;
   learned.walletKey = pspId;
   if (output?.plan && !context.plan && context.policy.inquirySchedule === 'adaptive')
     learned.plan = output.plan;
