@@ -333,6 +333,16 @@ export interface PlanOptions {
 /** Observations a sketch needs before the planner trusts it. */
 export const MIN_PLAN_SAMPLES = 300;
 
+/** The most inquiry times a plan holds (the lifecycle input's limit); a longer one is not made. */
+export const MAX_PLAN_LENGTH = 200;
+
+/**
+ * What an inquiry costs the planner at least, in expected calls: where the sketch says every payment
+ * has decided, an inquiry is still not free (some payment is always still waiting there), so the
+ * plan never fills a quiet stretch with inquiries that buy nothing.
+ */
+const MIN_CALL_COST = 1e-3;
+
 /**
  * Of the tail the quantile allows (1 − lagQuantile), the planner spends this share: the rest covers
  * the sketch's own sampling error and the wallet changing before the sketch has followed.
@@ -374,6 +384,7 @@ export function planInquiries(sketch: DecisionSketch, options: PlanOptions): num
   if (decidedByExpiry <= 0) return undefined;
   const budget = (1 - options.lagQuantile) * (options.tailShare ?? PLAN_TAIL_SHARE) * decidedByExpiry;
 
+  const callCost = Array.from(alive, (a) => Math.max(a, MIN_CALL_COST));
   const cost = new Float64Array(n);
   const late = new Float64Array(n);
   const next = new Int32Array(n);
@@ -387,7 +398,7 @@ export function planInquiries(sketch: DecisionSketch, options: PlanOptions): num
       let bestLate = 0;
       for (let j = i + 1; j < n; j++) {
         const lateMass = Math.max(0, (lateFrom[j] as number) - decidedByI);
-        const total = (alive[i] as number) + lambda * lateMass + (cost[j] as number);
+        const total = (callCost[i] as number) + lambda * lateMass + (cost[j] as number);
         if (total < best) {
           best = total;
           bestJ = j;
@@ -406,7 +417,8 @@ export function planInquiries(sketch: DecisionSketch, options: PlanOptions): num
   let high = 1e9;
   if (solve(high) > budget) {
     // Even the densest plan misses the budget (the target is under the grid's step): use it anyway.
-    return pathFrom(next, grid);
+    const densest = pathFrom(next, grid);
+    return densest.length <= MAX_PLAN_LENGTH ? densest : undefined;
   }
   for (let step = 0; step < 40; step++) {
     const mid = Math.sqrt(low * high);
@@ -447,13 +459,24 @@ export function planInquiries(sketch: DecisionSketch, options: PlanOptions): num
     else path[best.k] = best.to;
     spent += best.added;
   }
-  return path.slice(1, -1).map((i) => grid[i] as number);
+  const plan = path.slice(1, -1).map((i) => grid[i] as number);
+  // A plan that long (hours of dense polling) is not one a lifecycle takes: the fixed schedule is.
+  return plan.length <= MAX_PLAN_LENGTH ? plan : undefined;
 }
 
 function pathFrom(next: Int32Array, grid: number[]): number[] {
   const times: number[] = [];
   for (let i = next[0] as number; i < grid.length - 1; i = next[i] as number) times.push(grid[i] as number);
   return times;
+}
+
+/** Whether a value is a plan a lifecycle may take: increasing whole ms, at most {@link MAX_PLAN_LENGTH}. */
+export function isPlan(value: unknown): value is readonly number[] {
+  return (
+    Array.isArray(value) &&
+    value.length <= MAX_PLAN_LENGTH &&
+    value.every((at, i) => Number.isInteger(at) && at >= 0 && (i === 0 || at > (value[i - 1] as number)))
+  );
 }
 
 /**

@@ -17,6 +17,7 @@ import {
 
 const TRAFFIC_LIMITED = 'REQUEST_TRAFFIC_EXCEED_LIMIT';
 
+import { isPlan } from './decision-model.js';
 import { firstInquiryAt, nextInquiryAt } from './inquiry-schedule.js';
 import type {
   AttentionReason,
@@ -232,7 +233,7 @@ function learnFromAnswer(
   const pspId = output?.outcome?.kind === 'answer' ? output.outcome.pspId : undefined;
   if (typeof pspId !== 'string') return learned;
   learned.walletKey = pspId;
-  if (output?.plan && !context.plan && context.policy.inquirySchedule === 'adaptive')
+  if (isPlan(output?.plan) && !context.plan && context.policy.inquirySchedule === 'adaptive')
     learned.plan = output.plan;
   return learned;
 }

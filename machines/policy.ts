@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { Amount, Id } from '../src/protocol/common.js';
 import { PAY_MODES, type PayMode } from '../src/protocol/pay.js';
 import { parseOrThrow } from '../src/validate.js';
+import { MAX_PLAN_LENGTH } from './decision-model.js';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -58,7 +59,7 @@ export type ResolvedPolicy = z.output<typeof LifecyclePolicy>;
 /** Inquiry times in ms from creation, strictly increasing; bounded so that a snapshot stays small. */
 export const InquiryPlan = z
   .array(z.number().int().nonnegative())
-  .max(200)
+  .max(MAX_PLAN_LENGTH)
   .refine((plan) => plan.every((at, i) => i === 0 || at > (plan[i - 1] as number)), {
     message: 'must be strictly increasing',
   });

@@ -52,6 +52,21 @@ async function track(w: World, id: string, decideAfterMs: number | null, walletK
   });
 }
 
+describe('adaptive plans', () => {
+  it('a wallet whose every payment decided early gets no inquiries in the quiet stretch after, whatever the expiry', () => {
+    // Every observation decided (σ 0.5 around 3 s): past ~15 s the sketch says nobody is left.
+    const sketch = sketchOf(2_000, 3_000);
+    for (const expiresInMs of [60_000, 120_000, 600_000, 3_600_000]) {
+      const plan = planOf(sketch, expiresInMs) as number[];
+      expect(plan.length).toBeGreaterThan(2);
+      expect(plan.length).toBeLessThanOrEqual(12);
+      expect(plan.at(-1)).toBeLessThan(30_000);
+      for (let i = 1; i < plan.length; i++)
+        expect((plan[i] as number) - (plan[i - 1] as number)).toBeGreaterThanOrEqual(500);
+    }
+  });
+});
+
 describe('adaptive inquiry schedule in the engine', () => {
   it("a payment of a known wallet gets the wallet's plan, and its inquiries go out at the planned times", async () => {
     const store = memoryStore();

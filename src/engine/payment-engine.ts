@@ -4,6 +4,7 @@ import type { InspectionEvent } from 'xstate';
 import { decisionObservation } from '../../machines/inquiry-schedule.js';
 import type { LifecycleOutcome } from '../../machines/outcome.js';
 import {
+  InquiryPlan,
   type LifecycleInput,
   type LifecyclePolicyInput,
   resolveLifecycleInput,
@@ -378,7 +379,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     input.policy = policies.get(policyKey) as LifecyclePolicyInput;
     if (input.inquiryPlan === undefined) {
       const plan = planOf(resolved.policy, resolved.walletKey, resolved.expiresAt - resolved.createdAt);
-      if (plan) input.inquiryPlan = plan as number[];
+      // Checked like the caller's input: a plan the machine would refuse is not given to it.
+      if (plan && InquiryPlan.safeParse(plan).success) input.inquiryPlan = plan as number[];
     }
 
     const entry = spawn(id, input, input.createdAt);
