@@ -3,8 +3,10 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Meter } from '@opentelemetry/api';
 import type { InspectionEvent } from 'xstate';
+import type { DecisionSketch } from '../../machines/decision-model.js';
 import type { PayRowId } from '../../machines/decision-table.js';
 import type { LifecycleOutcome } from '../../machines/outcome.js';
+import type { LifecyclePolicyInput } from '../../machines/policy.js';
 import { createAlipayPlusClient } from '../client/alipayplus-client.js';
 import { scaledClock } from '../engine/clock.js';
 import { createPaymentEngine } from '../engine/payment-engine.js';
@@ -50,6 +52,14 @@ export interface DemoOptions {
   progressIntervalMs?: number;
   /** Stops creating payments and waiting; the run then reports what it has. */
   signal?: AbortSignal;
+  /** The engine's lifecycle policy for every payment. Default: the engine's (the fixed schedule). */
+  policy?: LifecyclePolicyInput;
+  /**
+   * Decision-delay sketches to start from (e.g. an earlier run's {@link DemoResult.decisionSketches}):
+   * merged into the store once it is opened (and found empty), before the engine starts, so that an
+   * adaptive schedule plans from them at once.
+   */
+  decisionSketches?: ReadonlyMap<string, DecisionSketch>;
 }
 
 /** A snapshot of the run, for progress displays. */
@@ -96,6 +106,18 @@ export interface DemoResult {
   /** Why waiting ended: every outcome in, the grace period passed, or the run was interrupted. */
   ended: 'all-settled' | 'grace-expired' | 'interrupted';
   engineErrors: string[];
+  /** The policy's inquiry schedule: `fixed` unless `DemoOptions.policy` says otherwise. */
+  inquirySchedule: 'fixed' | 'adaptive';
+  /**
+   * The decision-delay sketches in the store at the end of the run (what it was seeded with, plus
+   * what this run learned), read before the store was closed. Empty when the run failed.
+   */
+  decisionSketches: Map<string, DecisionSketch>;
+  /**
+   * Payments whose lifecycle planned its inquiries from the learned delays (`context.plan`), read
+   * from the store at the end; always 0 under the fixed schedule.
+   */
+  plannedPayments: number;
 }
 
 const CLIENT_ID = 'DEMO_ACQP';
@@ -106,6 +128,23 @@ const WARM_UP_ID = 'DEMO-WARM-UP';
 /** Payments are named by seed and number, so a run's IDs (and so its mix draws) replay from its seed. */
 export function demoPaymentId(seed: number, index: number): string {
   return `DEMO-${seed}-${String(index + 1).padStart(5, '0')}`;
+}
+
+/** Refuses a store that holds lifecycles: the demo reconciles every one it finds. */
+async function refuseNonEmpty(store: LifecycleStore): Promise<void> {
+  const existing = await store.list(1);
+  if (existing.length > 0) {
+    throw new AlipayPlusLifecycleError(
+      'INVALID_OPTIONS',
+      'the store already holds lifecycles, and the demo reconciles every lifecycle it finds against a fresh simulator: give an empty store (--store memory, or sqlite:PATH of a new file)',
+    );
+  }
+}
+
+/** Whether a stored lifecycle's snapshot carries an adaptive plan (`context.plan`). */
+function hasPlan(snapshot: unknown): boolean {
+  const context = (snapshot as { context?: { plan?: unknown } } | null | undefined)?.context;
+  return Array.isArray(context?.plan) && context.plan.length > 0;
 }
 
 /** The state a progress display shows: the top-level state of the lifecycle. */
@@ -195,6 +234,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     paymentNotifyUrl: notifyUrl,
     ...(options.inspect ? { inspect: options.inspect } : {}),
     ...(options.meter ? { meter: options.meter } : {}),
+    ...(options.policy ? { policy: options.policy } : {}),
   });
   engine.on('transition', (t) => states.set(t.paymentRequestId, t.to));
   engine.on('settled', (outcome) => {
@@ -239,15 +279,21 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   let truths: OrderTruth[] = [];
   let calls: CallRecord[] = [];
   let notifications: DeliveryRecord[] = [];
+  let ranToEnd = false;
+  let decisionSketches = new Map<string, DecisionSketch>();
+  let plannedPayments = 0;
   try {
-    await engine.start();
-    const existing = await store.list(1);
-    if (existing.length > 0) {
-      throw new AlipayPlusLifecycleError(
-        'INVALID_OPTIONS',
-        'the store already holds lifecycles, and the demo reconciles every lifecycle it finds against a fresh simulator: give an empty store (--store memory, or sqlite:PATH of a new file)',
-      );
+    if (options.decisionSketches && options.decisionSketches.size > 0) {
+      // Before the engine starts: it loads the sketches at start. Checked first, so that a store the
+      // demo refuses is not written to.
+      await store.open();
+      await refuseNonEmpty(store);
+      for (const [walletKey, sketch] of options.decisionSketches) {
+        await store.mergeDecisionSketch(walletKey, sketch);
+      }
     }
+    await engine.start();
+    await refuseNonEmpty(store);
     // One signed round trip before the first payment: the first HTTP call of a process compiles
     // undici's parser and warms the signing code, a few hundred real ms that a compressed clock
     // would otherwise charge to the first payments as minutes of latency.
@@ -285,7 +331,16 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
               if (pay?.row) answer.row = pay.row;
               if (pay?.lastCode) answer.code = pay.lastCode;
               payAnswers.set(id, answer);
-              lastExpiry = Math.max(lastExpiry, view.context.expiresAt);
+              const expiresAt = view.context?.expiresAt;
+              if (Number.isFinite(expiresAt)) {
+                lastExpiry = Math.max(lastExpiry, expiresAt);
+              } else {
+                // Its actor failed to start (no context): it will not end, and must not end the wait
+                // for the others (a NaN deadline would pass at once). Reported; it counts as lost.
+                engineErrors.push(
+                  `pay ${id}: its lifecycle failed to start (state ${view.state}, no context)`,
+                );
+              }
               if (!outcomes.has(id)) states.set(id, view.state);
             },
             (error: unknown) => {
@@ -326,17 +381,28 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     truths = sim.orders();
     calls = sim.calls().filter((call) => call.paymentRequestId !== WARM_UP_ID);
     notifications = sim.notifications();
+    ranToEnd = true;
   } finally {
     clearInterval(progressTimer);
     // A pay still being started would store and start its lifecycle after the engine stopped:
     // let them finish first (each is bounded by the pay timeout).
     await Promise.all(paying);
     await engine.stop();
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    await client.close();
-    await sim.stop();
-    await store.close();
+    try {
+      // engine.stop() merged what this run learned into the store: read it before the store closes.
+      if (ranToEnd) {
+        decisionSketches = await store.decisionSketches();
+        if (options.policy?.inquirySchedule === 'adaptive') {
+          for (const id of tracked) if (hasPlan((await store.load(id))?.snapshot)) plannedPayments++;
+        }
+      }
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await client.close();
+      await sim.stop();
+      await store.close();
+    }
   }
   options.onProgress?.(progress());
 
@@ -357,5 +423,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     simMs: clock.now() - realStart,
     ended,
     engineErrors,
+    inquirySchedule: options.policy?.inquirySchedule ?? 'fixed',
+    decisionSketches,
+    plannedPayments,
   };
 }
