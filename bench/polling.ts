@@ -228,6 +228,8 @@ export async function replay(
         throw new Error(`payment ${i} is stuck in ${JSON.stringify(actor.getSnapshot().value)}`);
     }
     const snapshot = actor.getSnapshot();
+    if (snapshot.status === 'error')
+      throw new Error(`payment ${i} failed in the machine: ${String(snapshot.error)}`);
     const outcome = snapshot.output as LifecycleOutcome;
     calls += outcome.inquiries;
     let lagMs: number | undefined;
@@ -291,7 +293,7 @@ export async function runPollingBench(): Promise<void> {
       const result = await replay(draws, policy);
       const wall = (performance.now() - started) / 1000;
       console.log(
-        `${name.padEnd(26)}${result.callsPerPayment.toFixed(2).padStart(13)}${result.p50LagS.toFixed(2).padStart(12)}${result.p99LagS.toFixed(2).padStart(12)}${`${(result.lateShare * 100).toFixed(2)}%`.padStart(13)}${wall.toFixed(1).padStart(9)}`,
+        `${name.padEnd(26)}${result.callsPerPayment.toFixed(2).padStart(13)}${result.p50LagS.toFixed(2).padStart(12)}${result.p99LagS.toFixed(3).padStart(12)}${`${(result.lateShare * 100).toFixed(2)}%`.padStart(13)}${wall.toFixed(1).padStart(9)}`,
       );
       if (name === 'adaptive') {
         adaptive[mixName] = result;
@@ -302,7 +304,7 @@ export async function runPollingBench(): Promise<void> {
   const ref = adaptive.reference as ScheduleResult;
   const two = adaptive['two-wallet'] as ScheduleResult;
   console.log(
-    `targets: ref-calls ${ref.callsPerPayment.toFixed(2)}, ref-p99-s ${ref.p99LagS.toFixed(2)}, two-wallet-calls ${two.callsPerPayment.toFixed(2)}, two-wallet-p99-s ${two.p99LagS.toFixed(2)}`,
+    `targets: ref-calls ${ref.callsPerPayment.toFixed(2)}, ref-p99-s ${ref.p99LagS.toFixed(3)}, two-wallet-calls ${two.callsPerPayment.toFixed(2)}, two-wallet-p99-s ${two.p99LagS.toFixed(3)}`,
   );
 }
 

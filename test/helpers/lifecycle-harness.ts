@@ -51,6 +51,8 @@ export class LifecycleHarness {
   autoCancel: ((call: PendingCall<CancelOutcome>) => CancelOutcome | undefined) | undefined;
   autoPay: ((call: PendingCall<PayOutcome>) => PayOutcome | undefined) | undefined;
   autoRefund: ((call: PendingCall<RefundOutcome>) => RefundOutcome | undefined) | undefined;
+  /** When set, every call result carries this adaptive plan (as the engine adds one to an answer naming a pspId). */
+  resultPlan: readonly number[] | undefined;
 
   constructor(
     readonly input: LifecycleInput,
@@ -74,7 +76,9 @@ export class LifecycleHarness {
               aborted: false,
               resolve: (outcome) => {
                 pending.settledAt = this.clock.now();
-                resolve({ outcome, at: this.clock.now() });
+                const result: CallResult<T> = { outcome, at: this.clock.now() };
+                if (this.resultPlan) result.plan = this.resultPlan;
+                resolve(result);
               },
             };
             signal.addEventListener('abort', () => {
