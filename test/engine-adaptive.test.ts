@@ -6,6 +6,7 @@ import {
   planInquiries,
   SketchBuilder,
 } from '../machines/decision-model.js';
+import { ALL_WALLETS, DecisionLearner, MAX_WALLETS } from '../src/engine/decision-learner.js';
 import { createPaymentEngine, type LifecycleStore, memoryStore, sqliteStore } from '../src/index.js';
 import { postgresStore } from '../src/stores/postgres-store.js';
 import { createWorld, type World, worldsStoppedAfterEach } from './helpers/e2e.js';
@@ -64,6 +65,63 @@ describe('adaptive plans', () => {
       for (let i = 1; i < plan.length; i++)
         expect((plan[i] as number) - (plan[i - 1] as number)).toBeGreaterThanOrEqual(500);
     }
+  });
+});
+
+describe('DecisionLearner', () => {
+  const seen = { decided: true, after: 2_000, by: 2_000 } as const;
+
+  it('a merge that fails keeps its batch for the next flush: nothing learned is lost', async () => {
+    const store = memoryStore();
+    const merge = store.mergeDecisionSketch.bind(store);
+    let failing = true;
+    store.mergeDecisionSketch = async (key, sketch) => {
+      if (failing) throw new Error('database unavailable');
+      return merge(key, sketch);
+    };
+    const learner = new DecisionLearner({ store, now: () => 0 });
+    for (let i = 0; i < 5; i++) learner.observe('W', seen);
+    await expect(learner.flush()).rejects.toThrow('database unavailable');
+    // Learned meanwhile: goes after the kept batch.
+    for (let i = 0; i < 3; i++) learner.observe('W', seen);
+    failing = false;
+    await learner.flush();
+    const stored = await store.decisionSketches();
+    expect(stored.get('W')?.samples).toBe(8);
+    expect(stored.get(ALL_WALLETS)?.samples).toBe(8);
+    // And the learner plans from what is stored (nothing counted twice).
+    expect(learner.sketchOf('W')?.samples).toBe(8);
+  });
+
+  it(`learns at most ${MAX_WALLETS} wallets on their own; past that, a new wallet counts only in all wallets`, () => {
+    const learner = new DecisionLearner({ now: () => 0 });
+    for (let i = 0; i < MAX_WALLETS + 50; i++) learner.observe(`W${i}`, seen);
+    expect(learner.walletCount).toBe(MAX_WALLETS + 1);
+    expect(learner.sketchOf(`W${MAX_WALLETS + 10}`)).toBeUndefined();
+    expect(learner.sketchOf(ALL_WALLETS)?.samples).toBe(MAX_WALLETS + 50);
+  });
+
+  it('re-plans a wallet only after 50 new observations and a second of its clock', () => {
+    let now = 0;
+    const learner = new DecisionLearner({ now: () => now });
+    const random = seededRandom(3);
+    const observe = (count: number, medianMs: number) => {
+      for (let i = 0; i < count; i++) {
+        const at = medianMs * Math.exp(0.5 * (random() - 0.5) * 4);
+        learner.observe('W', { decided: true, after: at, by: at });
+      }
+    };
+    const request = { walletKey: 'W', expiresInMs: MINUTE, lagTargetMs: 3_000, lagQuantile: 0.99 };
+    observe(MIN_PLAN_SAMPLES, 3_000);
+    const first = learner.planFor(request);
+    expect(first).toBeDefined();
+    // Shared: one array for every payment of the wallet.
+    expect(learner.planFor(request)).toBe(first);
+    observe(49, 20_000);
+    now += 5_000;
+    expect(learner.planFor(request)).toBe(first);
+    observe(1, 20_000);
+    expect(learner.planFor(request)).not.toBe(first);
   });
 });
 
