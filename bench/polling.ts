@@ -25,6 +25,7 @@ import {
 import type { CancelOutcome, InquiryOutcome } from '../src/client/answers.js';
 import { DecisionLearner } from '../src/engine/decision-learner.js';
 import { MinHeap } from '../src/simulator/min-heap.js';
+import { seededRandom } from '../src/simulator/random.js';
 import { machineLine, percentile } from './machine.js';
 
 export interface Wallet {
@@ -56,18 +57,6 @@ const EXPIRY_MS = 60_000;
 const ARRIVAL_MS = 50;
 /** Of decided payments, this share are paid with a `paymentTime`; the rest fail without one. */
 const PAID_SHARE = 0.9;
-
-/** A small, seeded generator (mulberry32): the same seed replays the same payments. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 function normal(random: () => number): number {
   let u = 0;

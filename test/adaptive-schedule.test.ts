@@ -5,7 +5,6 @@ import {
   type PaymentDraw,
   REFERENCE_MIX,
   replay,
-  seededRandom,
   TWO_WALLET_MIX,
   type Wallet,
 } from '../bench/polling.js';
@@ -35,6 +34,7 @@ import {
   survivalAtEdges,
 } from '../machines/index.js';
 import { DecisionLearner } from '../src/engine/decision-learner.js';
+import { seededRandom } from '../src/simulator/random.js';
 
 /**
  * The adaptive inquiry schedule: the decision-delay sketch, the planner (judged against the true

@@ -14,6 +14,7 @@ import type { CallRecord } from '../src/simulator/simulator.js';
 import { memoryStore } from '../src/stores/memory-store.js';
 import { sqliteStore } from '../src/stores/sqlite-store.js';
 import type { LifecycleStore } from '../src/stores/store.js';
+import { outcomeRecord, truthRecord } from './helpers/demo-records.js';
 import { fileTempDir } from './helpers/temp-dir.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -25,33 +26,15 @@ function outcome(
   source: LifecycleOutcome['decidedBy']['source'],
   decidedAt: number,
 ): LifecycleOutcome {
-  return {
-    status,
-    paymentRequestId: id,
-    decidedBy: { source, level: 'payment', code: 'X' },
-    details: {},
-    inquiries: 1,
-    cancelAttempts: 0,
-    decidedAt,
-    lateNotifications: [],
-  };
+  return outcomeRecord(id, status, { decidedBy: { source, level: 'payment', code: 'X' }, decidedAt });
 }
 
 function truth(id: string, decidedAt?: number): OrderTruth {
-  return {
-    paymentRequestId: id,
-    paymentId: `P${id}`,
-    amount: { currency: 'JPY', value: '100' },
+  return truthRecord(id, {
     status: 'paid',
     charged: true,
-    refunded: false,
-    cancelled: false,
-    label: 'test',
-    createdAt: 0,
-    expiresAt: 60_000,
-    cancelRequests: 0,
     ...(decidedAt === undefined ? {} : { decidedAt }),
-  };
+  });
 }
 
 let seq = 0;

@@ -10,6 +10,7 @@ import { progressBlock, progressLine } from '../src/demo/report.js';
 import { percentile, table } from '../src/demo/stats.js';
 import type { OrderTruth } from '../src/simulator/index.js';
 import { cli } from './helpers/cli.js';
+import { outcomeRecord, truthRecord } from './helpers/demo-records.js';
 import { payRequest } from './helpers/pay-requests.js';
 import { fileTempDir } from './helpers/temp-dir.js';
 
@@ -17,33 +18,11 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const dir = fileTempDir('apl-demo-');
 
 function outcome(id: string, status: LifecycleOutcome['status']): LifecycleOutcome {
-  return {
-    status,
-    paymentRequestId: id,
-    decidedBy: { source: 'inquiry', level: 'payment', code: 'X' },
-    details: {},
-    inquiries: 1,
-    cancelAttempts: 0,
-    decidedAt: 0,
-    lateNotifications: [],
-  };
+  return outcomeRecord(id, status);
 }
 
 function truth(id: string, fields: Partial<OrderTruth>): OrderTruth {
-  return {
-    paymentRequestId: id,
-    paymentId: `P${id}`,
-    amount: { currency: 'JPY', value: '100' },
-    status: 'processing',
-    charged: false,
-    refunded: false,
-    cancelled: false,
-    label: 'test',
-    createdAt: 0,
-    expiresAt: 60_000,
-    cancelRequests: 0,
-    ...fields,
-  };
+  return truthRecord(id, fields);
 }
 
 describe('demo as a new user runs it', () => {

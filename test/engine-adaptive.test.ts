@@ -1,5 +1,4 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { seededRandom } from '../bench/polling.js';
 import {
   type DecisionSketch,
   MIN_PLAN_SAMPLES,
@@ -8,6 +7,7 @@ import {
 } from '../machines/decision-model.js';
 import { ALL_WALLETS, DecisionLearner, MAX_WALLETS } from '../src/engine/decision-learner.js';
 import { createPaymentEngine, type LifecycleStore, memoryStore, sqliteStore } from '../src/index.js';
+import { seededRandom } from '../src/simulator/random.js';
 import { postgresStore } from '../src/stores/postgres-store.js';
 import { createWorld, type World, worldsStoppedAfterEach } from './helpers/e2e.js';
 import { eventually } from './helpers/notify-receiver.js';
