@@ -121,6 +121,24 @@ describe.each(places)('%s store: decision sketches', (name, make) => {
     await store.close();
   });
 
+  it("counts each wallet's merges in its revision, and reads the sketches of the wallets asked for", async () => {
+    const store = await make().store();
+    expect(await store.decisionSketchRevisions()).toEqual(new Map());
+    await store.mergeDecisionSketch('walletA', batch(1));
+    const a = await store.mergeDecisionSketch('walletA', batch(2));
+    const b = await store.mergeDecisionSketch('walletB', batch(1));
+    expect(await store.decisionSketchRevisions()).toEqual(
+      new Map([
+        ['walletA', 2],
+        ['walletB', 1],
+      ]),
+    );
+    expect(await store.decisionSketches(['walletB'])).toEqual(new Map([['walletB', b]]));
+    expect(await store.decisionSketches(['walletA', 'nobody'])).toEqual(new Map([['walletA', a]]));
+    expect(await store.decisionSketches([])).toEqual(new Map());
+    await store.close();
+  });
+
   it('hands out copies: changing one changes nothing stored', async () => {
     const store = await make().store();
     const newer = batch(1);

@@ -93,6 +93,34 @@ describe('DecisionLearner', () => {
     expect(learner.sketchOf('W')?.samples).toBe(8);
   });
 
+  it('a flush reads back only the sketches that some worker merged since the last read', async () => {
+    const store = memoryStore();
+    const read = store.decisionSketches.bind(store);
+    const asked: (readonly string[] | undefined)[] = [];
+    store.decisionSketches = (walletKeys) => {
+      asked.push(walletKeys);
+      return read(walletKeys);
+    };
+    const learner = new DecisionLearner({ store, now: () => 0 });
+    const other = new DecisionLearner({ store, now: () => 0 });
+    for (let i = 0; i < 4; i++) learner.observe('W', seen);
+    await learner.flush();
+    const keysOf = (keys: readonly string[] | undefined) => [...(keys ?? ['(all)'])].sort();
+    expect(asked.splice(0).map(keysOf)).toEqual([[ALL_WALLETS, 'W']]);
+    // Nothing merged since: nothing is read or parsed again.
+    await learner.flush();
+    expect(asked).toEqual([]);
+    // Another worker merges a wallet: that one (and all wallets) is read back, and planned from.
+    for (let i = 0; i < 2; i++) other.observe('V', seen);
+    await other.flush();
+    asked.length = 0;
+    await learner.flush();
+    expect(asked.map(keysOf)).toEqual([[ALL_WALLETS, 'V']]);
+    expect(learner.sketchOf('V')?.samples).toBe(2);
+    expect(learner.sketchOf(ALL_WALLETS)?.samples).toBe(6);
+    expect(learner.sketchOf('W')?.samples).toBe(4);
+  });
+
   it(`learns at most ${MAX_WALLETS} wallets on their own; past that, a new wallet counts only in all wallets`, () => {
     const learner = new DecisionLearner({ now: () => 0 });
     for (let i = 0; i < MAX_WALLETS + 50; i++) learner.observe(`W${i}`, seen);

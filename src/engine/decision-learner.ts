@@ -16,7 +16,7 @@ export const MAX_WALLETS = 1_000;
 
 export interface DecisionLearnerOptions {
   /** Where the sketches are shared and kept: workers over one store learn together. */
-  store?: Pick<LifecycleStore, 'decisionSketches' | 'mergeDecisionSketch'>;
+  store?: Pick<LifecycleStore, 'decisionSketches' | 'decisionSketchRevisions' | 'mergeDecisionSketch'>;
   /** The clock that spaces re-plans (epoch ms; the engine's clock). */
   now: () => number;
   /** Observations of a wallet between two plans of it (default 50). */
@@ -54,6 +54,8 @@ interface CachedPlan {
 export class DecisionLearner {
   private readonly wallets = new Map<string, WalletModel>();
   private readonly plans = new Map<string, CachedPlan>();
+  /** The store's revision of each sketch as this worker last read it. */
+  private readonly revisions = new Map<string, number>();
   private readonly replanEvery: number;
   private readonly replanAfterMs: number;
   private flushing: Promise<void> | undefined;
@@ -63,12 +65,31 @@ export class DecisionLearner {
     this.replanAfterMs = options.replanAfterMs ?? 1_000;
   }
 
-  /** Reads the shared sketches (at start; a restart keeps what was learned). */
+  /**
+   * Reads the shared sketches that changed since this worker last read them (all of them at start: a
+   * restart keeps what was learned). A flush reads back only what some worker merged meanwhile, so a
+   * quiet store costs one small query, and not a parse of every wallet's sketch.
+   */
   async load(): Promise<void> {
-    if (!this.options.store) return;
-    const stored = await this.options.store.decisionSketches();
-    for (const [key, sketch] of stored) {
-      if (!this.wallets.has(key) && this.wallets.size >= MAX_WALLETS + 1) continue;
+    const store = this.options.store;
+    if (!store) return;
+    const revisions = await store.decisionSketchRevisions();
+    let room = MAX_WALLETS + 1 - this.wallets.size;
+    const changed: string[] = [];
+    for (const [key, revision] of revisions) {
+      if (this.revisions.get(key) === revision) continue;
+      if (!this.wallets.has(key)) {
+        if (room <= 0) continue;
+        room--;
+      }
+      changed.push(key);
+    }
+    if (changed.length === 0) return;
+    const stored = await store.decisionSketches(changed);
+    for (const key of changed) {
+      this.revisions.set(key, revisions.get(key) as number);
+      const sketch = stored.get(key);
+      if (!sketch) continue; // not a sketch this version reads: as if there were none
       const model = this.wallets.get(key);
       const builder = new SketchBuilder(sketch);
       if (model?.pending) builder.addNewer(model.pending.toSketch());

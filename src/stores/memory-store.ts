@@ -51,6 +51,7 @@ export function memoryStore(): LifecycleStore {
   const inbox = new Map<string, StoredNotification[]>();
   const resolutions = new Map<string, AttentionResolution>();
   const sketches = new Map<string, DecisionSketch>();
+  const sketchRevisions = new Map<string, number>();
   const copy = <T>(value: T): T => structuredClone(value);
 
   return {
@@ -153,14 +154,23 @@ export function memoryStore(): LifecycleStore {
       }
       return counts;
     },
-    async decisionSketches() {
-      return new Map([...sketches].map(([key, sketch]) => [key, copy(sketch)]));
+    async decisionSketches(walletKeys) {
+      const wanted = walletKeys ? new Set(walletKeys) : undefined;
+      return new Map(
+        [...sketches]
+          .filter(([key]) => !wanted || wanted.has(key))
+          .map(([key, sketch]) => [key, copy(sketch)]),
+      );
+    },
+    async decisionSketchRevisions() {
+      return new Map(sketchRevisions);
     },
     async mergeDecisionSketch(walletKey, newer) {
       checkWalletKey(walletKey);
       // Synchronous from the read to the write: no other merge can come in between.
       const merged = mergeSketches(sketches.get(walletKey), newer);
       sketches.set(walletKey, copy(merged));
+      sketchRevisions.set(walletKey, (sketchRevisions.get(walletKey) ?? 0) + 1);
       return merged;
     },
   };

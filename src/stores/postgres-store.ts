@@ -461,10 +461,13 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
       return Object.fromEntries(rows.map((row) => [row.key, row.n]));
     },
 
-    async decisionSketches() {
+    async decisionSketches(walletKeys) {
       ensureOpen();
       const { rows } = await q<{ wallet_key: string; sketch: string }>(
-        `SELECT wallet_key, sketch FROM ${schema}.decision_sketches`,
+        walletKeys
+          ? `SELECT wallet_key, sketch FROM ${schema}.decision_sketches WHERE wallet_key = ANY($1)`
+          : `SELECT wallet_key, sketch FROM ${schema}.decision_sketches`,
+        walletKeys ? [[...walletKeys]] : [],
       );
       const sketches = new Map<string, DecisionSketch>();
       for (const row of rows) {
@@ -472,6 +475,14 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
         if (sketch) sketches.set(row.wallet_key, sketch);
       }
       return sketches;
+    },
+
+    async decisionSketchRevisions() {
+      ensureOpen();
+      const { rows } = await q<{ wallet_key: string; revision: string }>(
+        `SELECT wallet_key, revision FROM ${schema}.decision_sketches`,
+      );
+      return new Map(rows.map((row) => [row.wallet_key, Number(row.revision)]));
     },
 
     async mergeDecisionSketch(walletKey, newer) {
@@ -494,10 +505,11 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
         );
         const merged = mergeSketches(parseStoredSketch(rows[0]?.sketch), batch);
         await client.query(
-          `INSERT INTO ${schema}.decision_sketches (wallet_key, sketch, samples, updated_at)
-           VALUES ($1, $2, $3, $4)
+          `INSERT INTO ${schema}.decision_sketches (wallet_key, sketch, samples, updated_at, revision)
+           VALUES ($1, $2, $3, $4, 1)
            ON CONFLICT (wallet_key) DO UPDATE
-             SET sketch = excluded.sketch, samples = excluded.samples, updated_at = excluded.updated_at`,
+             SET sketch = excluded.sketch, samples = excluded.samples, updated_at = excluded.updated_at,
+                 revision = ${schema}.decision_sketches.revision + 1`,
           [walletKey, JSON.stringify(merged), merged.samples, Date.now()],
         );
         return merged;

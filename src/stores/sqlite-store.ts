@@ -244,6 +244,12 @@ function prepareReads(d: Database.Database) {
     sketches: d.prepare<[], { wallet_key: string; sketch: string }>(
       'SELECT wallet_key, sketch FROM decision_sketches',
     ),
+    sketchesOf: d.prepare<[string], { wallet_key: string; sketch: string }>(
+      'SELECT wallet_key, sketch FROM decision_sketches WHERE wallet_key IN (SELECT value FROM json_each(?))',
+    ),
+    sketchRevisions: d.prepare<[], { wallet_key: string; revision: number }>(
+      'SELECT wallet_key, revision FROM decision_sketches',
+    ),
     sketchOf: d.prepare<[string], { sketch: string }>(
       'SELECT sketch FROM decision_sketches WHERE wallet_key = ?',
     ),
@@ -457,13 +463,21 @@ export function sqliteStore(
           .map((row) => [row.key, row.n]),
       );
     },
-    async decisionSketches() {
+    async decisionSketches(walletKeys) {
       const sketches = new Map<string, DecisionSketch>();
-      for (const row of st().sketches.all()) {
+      const rows = walletKeys ? st().sketchesOf.all(JSON.stringify(walletKeys)) : st().sketches.all();
+      for (const row of rows) {
         const sketch = parseStoredSketch(row.sketch);
         if (sketch) sketches.set(row.wallet_key, sketch);
       }
       return sketches;
+    },
+    async decisionSketchRevisions() {
+      return new Map(
+        st()
+          .sketchRevisions.all()
+          .map((row) => [row.wallet_key, row.revision]),
+      );
     },
     async mergeDecisionSketch(walletKey, newer) {
       checkWalletKey(walletKey);

@@ -65,10 +65,11 @@ export function createWriter(db) {
 
   // The merge itself runs on the calling thread (the store serialises its merges): this writes the result.
   const putSketch = db.prepare(
-    `INSERT INTO decision_sketches (wallet_key, sketch, samples, updated_at)
-     VALUES (@walletKey, @sketch, @samples, @updatedAt)
+    `INSERT INTO decision_sketches (wallet_key, sketch, samples, updated_at, revision)
+     VALUES (@walletKey, @sketch, @samples, @updatedAt, 1)
      ON CONFLICT (wallet_key) DO UPDATE SET
-       sketch = excluded.sketch, samples = excluded.samples, updated_at = excluded.updated_at`,
+       sketch = excluded.sketch, samples = excluded.samples, updated_at = excluded.updated_at,
+       revision = decision_sketches.revision + 1`,
   );
 
   return {

@@ -167,9 +167,15 @@ export interface LifecycleStore {
   stateCounts(): Promise<Record<string, number>>;
   /**
    * The adaptive schedule's learned decision-delay sketches, by wallet key ('' is every wallet
-   * together). A stored value that is not a sketch of the current layout is left out.
+   * together), all of them or those of `walletKeys`. A stored value that is not a sketch of the
+   * current layout is left out.
    */
-  decisionSketches(): Promise<Map<string, DecisionSketch>>;
+  decisionSketches(walletKeys?: readonly string[]): Promise<Map<string, DecisionSketch>>;
+  /**
+   * Each stored sketch's revision, by wallet key: a number that grows with every merge of that
+   * wallet, so that a reader fetches again only the sketches that changed.
+   */
+  decisionSketchRevisions(): Promise<Map<string, number>>;
   /**
    * Adds `newer` (observations made since this worker last merged) to a wallet's stored sketch, in one
    * atomic step against other workers, and returns the merged sketch. A missing or foreign stored value
