@@ -99,8 +99,8 @@ export interface PaymentEngineOptions {
    */
   meter?: Meter;
   /**
-   * How often (engine clock ms) the decision delays learned here are merged into the store, where
-   * other workers and a restart find them. Default 5,000.
+   * How often (real ms, whatever the engine's clock: it paces I/O) the decision delays learned here
+   * are merged into the store, where other workers and a restart find them. Default 5,000.
    */
   learningFlushMs?: number;
 }
