@@ -112,26 +112,6 @@ describe('end to end against the simulator', () => {
     expect(w.sim.calls().filter((c) => c.api === 'inquiryPayment').length).toBeGreaterThanOrEqual(1);
   });
 
-  it('notification after cancel: recorded as late and flagged, the cancel wins, the user is refunded', async () => {
-    const w = await world();
-    const late: unknown[] = [];
-    w.engine.on('late-notification', (event) => late.push(event));
-    // Paid at 2 s, but inquiries keep saying "in process" past expiry, and the notification is late.
-    await payAndTrack(w, 'NC-1', {
-      decideAfterMs: 2_000,
-      notify: { mode: 'late', lateMs: 70_000, inquiryLagMs: 120_000 },
-    });
-    const outcome = await w.engine.outcome('NC-1');
-    expect(outcome.status).toBe('cancelled');
-    expect(w.sim.order('NC-1')).toMatchObject({ charged: true, refunded: true, cancelled: true });
-    await eventually(() => late.length === 1, 5_000);
-    expect(late[0]).toMatchObject({
-      paymentRequestId: 'NC-1',
-      notification: { paymentResult: { resultStatus: 'S' } },
-    });
-    expect(await w.engine.outcome('NC-1')).toEqual(outcome);
-  });
-
   it('an early close cancels at once', async () => {
     const w = await world();
     await payAndTrack(w, 'EC-1', { decideAfterMs: 30_000 });
@@ -574,6 +554,37 @@ describe('input and notifications at the edge', () => {
     await eventually(() => late.length >= 1);
     expect(await w.engine.outcome('DUP-1')).toEqual(outcome);
     expect((await w.store.notifications('DUP-1')).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('notification after cancel: recorded as late and flagged, the cancel wins, the user is refunded', async () => {
+    // Paid at 2 s, but inquiries keep saying "in process" past expiry. The notification is posted once
+    // the cancel has settled, not raced against it on the compressed clock.
+    const alipay = generateTestKeyPair();
+    testAlipayPrivateKey = alipay.privatePem;
+    const w = await world({ simulator: { privateKey: alipay.privatePem } });
+    const late: unknown[] = [];
+    w.engine.on('late-notification', (event) => late.push(event));
+    const order = await payAndTrack(w, 'NC-1', {
+      decideAfterMs: 2_000,
+      notify: { mode: 'none', inquiryLagMs: 120_000 },
+    });
+    const outcome = await w.engine.outcome('NC-1');
+    expect(outcome.status).toBe('cancelled');
+    expect(w.sim.order('NC-1')).toMatchObject({ charged: true, refunded: true, cancelled: true });
+    const paid = JSON.stringify({
+      paymentRequestId: 'NC-1',
+      paymentId: order.paymentId,
+      paymentAmount: order.amount,
+      paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S', resultMessage: 'success' },
+      paymentTime: new Date(order.createdAt + 2_000).toISOString(),
+    });
+    expect(await postNotification(w, paid)).toMatchObject({ status: 200 });
+    await eventually(() => late.length === 1, 5_000);
+    expect(late[0]).toMatchObject({
+      paymentRequestId: 'NC-1',
+      notification: { paymentResult: { resultStatus: 'S' } },
+    });
+    expect(await w.engine.outcome('NC-1')).toEqual(outcome);
   });
 
   it('a late notification to a lifecycle still cancelling is recorded in its outcome, flagged', async () => {
