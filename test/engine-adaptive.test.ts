@@ -1,10 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  type DecisionSketch,
-  MIN_PLAN_SAMPLES,
-  planInquiries,
-  SketchBuilder,
-} from '../machines/decision-model.js';
+import { type DecisionSketch, MIN_PLAN_SAMPLES, planInquiries } from '../machines/decision-model.js';
 import { ALL_WALLETS, DecisionLearner, MAX_WALLETS } from '../src/engine/decision-learner.js';
 import { createPaymentEngine, type LifecycleStore, memoryStore, sqliteStore } from '../src/index.js';
 import { seededRandom } from '../src/simulator/random.js';
@@ -12,6 +7,7 @@ import { postgresStore } from '../src/stores/postgres-store.js';
 import { createWorld, type World, worldsStoppedAfterEach } from './helpers/e2e.js';
 import { eventually } from './helpers/notify-receiver.js';
 import { dropSchema, PG_URL, schemaName } from './helpers/postgres.js';
+import { sketchOf } from './helpers/sketches.js';
 import { testTempDir } from './helpers/temp-dir.js';
 
 const world = worldsStoppedAfterEach();
@@ -19,18 +15,6 @@ const ADAPTIVE = { policy: { inquirySchedule: 'adaptive' as const } };
 const MINUTE = 60_000;
 
 /** A sketch of `count` exact decisions, lognormal around `medianMs` (σ 0.5), seeded. */
-function sketchOf(count: number, medianMs: number, seed = 7): DecisionSketch {
-  const random = seededRandom(seed);
-  const builder = new SketchBuilder();
-  for (let i = 0; i < count; i++) {
-    const u = Math.max(random(), 1e-12);
-    const z = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());
-    const at = medianMs * Math.exp(0.5 * z);
-    builder.add({ decided: true, after: at, by: at });
-  }
-  return builder.toSketch();
-}
-
 const planOf = (sketch: DecisionSketch, expiresInMs = MINUTE) =>
   planInquiries(sketch, { expiresInMs, lagTargetMs: 3_000, lagQuantile: 0.99 });
 
