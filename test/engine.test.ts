@@ -12,7 +12,7 @@ import {
   memoryStore,
   signContent,
 } from '../src/index.js';
-import { drawScenarioOf, FAULT_KINDS, mixLabels } from '../src/simulator/index.js';
+import { drawScenarioOf, FAULT_KINDS, mixLabels, type OrderTruth } from '../src/simulator/index.js';
 import { streamFor } from '../src/simulator/random.js';
 import { payAndTrack, reconcile, type World, worldsStoppedAfterEach } from './helpers/e2e.js';
 import { generateTestKeyPair } from './helpers/keys.js';
@@ -482,6 +482,17 @@ describe('input and notifications at the edge', () => {
     };
   }
 
+  /** The body of an S notification for `order`, paid `paidAfterMs` after its creation. */
+  function paidNotification(order: OrderTruth, paidAfterMs: number): string {
+    return JSON.stringify({
+      paymentRequestId: order.paymentRequestId,
+      paymentId: order.paymentId,
+      paymentAmount: order.amount,
+      paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S', resultMessage: 'success' },
+      paymentTime: new Date(order.createdAt + paidAfterMs).toISOString(),
+    });
+  }
+
   // The simulator's key is private to it; tests reach it through the test-only e2e keys.
   function alipayKeyOf(_w: World): string {
     return testAlipayPrivateKey;
@@ -562,13 +573,7 @@ describe('input and notifications at the edge', () => {
     const order = await payAndTrack(w, 'ND-1', { decideAfterMs: 1_500, notify: { mode: 'none' } });
     const inquiries = () => w.sim.calls().filter((c) => c.api === 'inquiryPayment').length;
     await eventually(() => inquiries() === 1, 5_000);
-    const paid = JSON.stringify({
-      paymentRequestId: 'ND-1',
-      paymentId: order.paymentId,
-      paymentAmount: order.amount,
-      paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S', resultMessage: 'success' },
-      paymentTime: new Date(order.createdAt + 1_500).toISOString(),
-    });
+    const paid = paidNotification(order, 1_500);
     expect(await postNotification(w, paid)).toMatchObject({ status: 200 });
     const outcome = await w.engine.outcome('ND-1');
     expect(outcome).toMatchObject({ status: 'succeeded', decidedBy: { source: 'notification' } });
@@ -591,13 +596,7 @@ describe('input and notifications at the edge', () => {
     const outcome = await w.engine.outcome('NC-1');
     expect(outcome.status).toBe('cancelled');
     expect(w.sim.order('NC-1')).toMatchObject({ charged: true, refunded: true, cancelled: true });
-    const paid = JSON.stringify({
-      paymentRequestId: 'NC-1',
-      paymentId: order.paymentId,
-      paymentAmount: order.amount,
-      paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S', resultMessage: 'success' },
-      paymentTime: new Date(order.createdAt + 2_000).toISOString(),
-    });
+    const paid = paidNotification(order, 2_000);
     expect(await postNotification(w, paid)).toMatchObject({ status: 200 });
     await eventually(() => late.length === 1, 5_000);
     expect(late[0]).toMatchObject({
@@ -622,13 +621,7 @@ describe('input and notifications at the edge', () => {
     });
     await w.engine.track({ paymentRequestId: 'NC-2', amount: order.amount, createdAt: order.createdAt });
     await eventually(() => w.sim.calls().some((c) => c.api === 'cancelPayment'), 10_000);
-    const paid = JSON.stringify({
-      paymentRequestId: 'NC-2',
-      paymentId: order.paymentId,
-      paymentAmount: order.amount,
-      paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S', resultMessage: 'success' },
-      paymentTime: new Date(order.createdAt + 1_000).toISOString(),
-    });
+    const paid = paidNotification(order, 1_000);
     expect(await postNotification(w, paid)).toMatchObject({
       status: 200,
       body: { result: { resultCode: 'SUCCESS' } },
