@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { postgresStore } from '../src/index.js';
+import { postgresStore } from '../src/postgres.js';
 import type { PgPayment, PgWorkerConfig } from '../test/fixtures/pg-worker.js';
 import { machineLine, median, scriptArgs } from './machine.js';
 

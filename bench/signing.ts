@@ -4,7 +4,7 @@
  * measured side by side in one run.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { buildSignContent, signContent, signContentAsync, verifyContent } from '../src/index.js';
+import { buildSignContent, signContent, signContentAsync, verifyContent } from '../src/client/signature.js';
 import { machineLine, median } from './machine.js';
 
 const ROUNDS = 5;

@@ -24,7 +24,12 @@ export type ErrorCode =
    * The payment named is not an open attention item: its outcome is not `attention` (or it is not
    * final yet), or somebody recorded a resolution for it already. Nothing was written.
    */
-  | 'ATTENTION_NOT_OPEN';
+  | 'ATTENTION_NOT_OPEN'
+  /**
+   * The database driver a store needs is not installed or does not load: `pg` for
+   * `postgresStore()` (an optional peer dependency), `better-sqlite3` for `sqliteStore()`.
+   */
+  | 'DRIVER_MISSING';
 
 export class AlipayPlusLifecycleError extends Error {
   readonly code: ErrorCode;

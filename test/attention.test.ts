@@ -9,9 +9,9 @@ import {
   type LifecycleRecord,
   type LifecycleStore,
   memoryStore,
-  postgresStore,
   sqliteStore,
 } from '../src/index.js';
+import { postgresStore } from '../src/postgres.js';
 import { attentionByMismatch, payAndTrack, worldsStoppedAfterEach } from './helpers/e2e.js';
 import { dropSchema, PG_URL, schemaName } from './helpers/postgres.js';
 import { fileTempDir } from './helpers/temp-dir.js';

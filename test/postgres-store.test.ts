@@ -8,9 +8,9 @@ import {
   type LifecycleOutcome,
   type LifecycleRecord,
   type PaymentEngine,
-  postgresStore,
   scaledClock,
 } from '../src/index.js';
+import { postgresStore } from '../src/postgres.js';
 import { createSimulator, type Simulator } from '../src/simulator/index.js';
 import { generateTestKeyPair } from './helpers/keys.js';
 import { eventually } from './helpers/notify-receiver.js';

@@ -8,7 +8,7 @@ import {
   NOTIFY_ACK_SUCCESS,
   NotifyPaymentAck,
   NotifyPaymentRequest,
-} from '../src/index.js';
+} from '../src/protocol/index.js';
 import { fixturePath } from './helpers/keys.js';
 
 const seedSample = readFileSync(fixturePath('seed-inquiry-response.json'), 'utf8');

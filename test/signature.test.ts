@@ -4,10 +4,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  AlipayPlusLifecycleError,
   buildSignatureHeader,
   buildSignContent,
-  KeyError,
   loadPrivateKey,
   loadPublicKey,
   parseSignatureHeader,
@@ -15,7 +13,8 @@ import {
   signContentAsync,
   verifyContent,
   verifyContentAsync,
-} from '../src/index.js';
+} from '../src/client/index.js';
+import { AlipayPlusLifecycleError, KeyError } from '../src/errors.js';
 import { fixtureKeys, fixturePath, generateTestKeyPair } from './helpers/keys.js';
 import { fileTempDir } from './helpers/temp-dir.js';
 

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
+import type pg from 'pg';
 import { z } from 'zod';
 import { type DecisionSketch, emptySketch, mergeSketches } from '../../machines/decision-model.js';
 import { AlipayPlusLifecycleError } from '../errors.js';
 import { parseOrThrow } from '../validate.js';
+import { loadDriver } from './driver.js';
 import { checkWalletKey, parseStoredSketch } from './memory-store.js';
 import { readMigrations } from './sql-files.js';
 import {
@@ -20,9 +21,27 @@ import {
   type WriteConflict,
 } from './store.js';
 
+const driver = () => loadDriver<typeof pg>('pg');
+
+/** Where the lifecycles live and how this worker shares them with the others. */
+export interface PostgresStoreOptions {
+  /** A pool of your own (a pg.Pool); the store then leaves it open at close. Or: */
+  pool?: pg.Pool;
+  /** A connection string, for a pool of 10 connections that the store owns. */
+  connectionString?: string;
+  /** This process's name among the workers; default a random UUID. */
+  workerId?: string;
+  /** How long a lease lasts without renewal, in ms (at least 1,000; default 15,000). Renewal runs every third of it. */
+  leaseMs?: number;
+  /** The PostgreSQL schema for the tables, created if missing (a lower-case SQL identifier; default `alipayplus`). */
+  schema?: string;
+  /** Most lifecycles adopted by one worker in one round (default 10,000). */
+  adoptBatch?: number;
+}
+
 const Options = z
   .object({
-    pool: z.custom<pg.Pool>((v) => v instanceof pg.Pool, 'must be a pg.Pool').optional(),
+    pool: z.custom<pg.Pool>((v) => v instanceof driver().Pool, 'must be a pg.Pool').optional(),
     connectionString: z.string().min(1).optional(),
     /** This process's name among the workers; default a random UUID. */
     workerId: z.string().min(1).max(128).optional(),
@@ -42,7 +61,10 @@ const Options = z
   .strict()
   .refine((o) => o.pool || o.connectionString, { message: 'give a pool or a connectionString' });
 
-export type PostgresStoreOptions = z.input<typeof Options>;
+// The interface above is the documented face of the schema: this fails to compile when they part.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const optionsMatchSchema: Same<PostgresStoreOptions, z.input<typeof Options>> = true;
+void optionsMatchSchema;
 
 interface Row {
   payment_request_id: string;
@@ -94,6 +116,7 @@ function isConnectionGone(error: Error): boolean {
  * with `FOR UPDATE SKIP LOCKED`; notifications wake their owner through LISTEN/NOTIFY.
  */
 export function postgresStore(options: PostgresStoreOptions): SharedLifecycleStore {
+  const { Pool } = driver(); // DRIVER_MISSING here, before anything else, when pg is not installed
   const config = parseOrThrow(Options, options, 'PostgreSQL store options', 'INVALID_OPTIONS');
   const workerId = config.workerId ?? randomUUID();
   const leaseMs = config.leaseMs;
@@ -102,10 +125,10 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
   /** Wakes the other workers when lifecycles are given back (a drain), so they adopt at once. */
   const releasedChannel = `alipayplus_${config.schema}_released`;
   const ownPool = !config.pool;
-  const pool = config.pool ?? new pg.Pool({ connectionString: config.connectionString, max: 10 });
+  const pool = config.pool ?? new Pool({ connectionString: config.connectionString, max: 10 });
   // Renewal and adoption get connections of their own: queued behind bulk writes in the shared pool,
   // a renewal could arrive after the lease ran out, and another worker would take the lifecycles.
-  const leasePool = new pg.Pool({ ...(pool as unknown as { options: pg.PoolConfig }).options, max: 2 });
+  const leasePool = new Pool({ ...(pool as unknown as { options: pg.PoolConfig }).options, max: 2 });
   // An idle pooled connection that the server ends is dropped by the pool; unheard, the event would
   // crash the process.
   const dropped = () => undefined;

@@ -1,9 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { type DecisionSketch, mergeSketches } from '../../machines/decision-model.js';
 import { AlipayPlusLifecycleError } from '../errors.js';
+import { loadDriver } from './driver.js';
 import { checkWalletKey, parseStoredSketch } from './memory-store.js';
 import { readMigrations } from './sql-files.js';
 import {
@@ -96,6 +97,8 @@ interface WriterChannel {
 
 type AnyOp = (...args: unknown[]) => unknown;
 
+const sqlite = () => loadDriver<typeof Database>('better-sqlite3');
+
 function inThreadWriter(db: Database.Database): WriterChannel {
   const writer = createWriter(db);
   return {
@@ -117,7 +120,7 @@ function unavailable(cause: unknown): AlipayPlusLifecycleError {
 /** The writer's error as the caller would have seen it in-thread (a SqliteError keeps its `code`). */
 function reviveError(error: { name: string; message: string; code?: string }): Error {
   if (error.name === 'SqliteError')
-    return new Database.SqliteError(error.message, error.code ?? 'SQLITE_ERROR');
+    return new (sqlite().SqliteError)(error.message, error.code ?? 'SQLITE_ERROR');
   const revived = new Error(error.message);
   revived.name = error.name;
   if (error.code !== undefined) Object.assign(revived, { code: error.code });
@@ -282,6 +285,7 @@ export function sqliteStore(
   path: string = DEFAULT_SQLITE_PATH,
   options: SqliteStoreOptions = {},
 ): LifecycleStore {
+  sqlite(); // DRIVER_MISSING here, not at open(), when better-sqlite3 is not usable
   const synchronous = options.synchronous ?? 'FULL';
   let current: OpenStore | undefined;
   let opening: Promise<void> | undefined;
@@ -307,7 +311,7 @@ export function sqliteStore(
 
   async function openNow(): Promise<void> {
     if (!inMemory) mkdirSync(dirname(path), { recursive: true });
-    const d = configure(new Database(path), synchronous);
+    const d = configure(new (sqlite())(path), synchronous);
     try {
       d.exec(
         'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',

@@ -3,11 +3,11 @@ import type { AddressInfo } from 'node:net';
 import {
   buildSignatureHeader,
   buildSignContent,
-  NOTIFY_ACK_SUCCESS,
   parseSignatureHeader,
   signContent,
   verifyContent,
 } from '../../src/index.js';
+import { NOTIFY_ACK_SUCCESS } from '../../src/protocol/notify-payment.js';
 
 export interface ReceivedNotification {
   body: Record<string, unknown>;
