@@ -123,11 +123,19 @@ describe('signature header', () => {
     expect(parseSignatureHeader('algorithm=RSA256,keyVersion=1,signature=a%3D')).toEqual({
       algorithm: 'RSA256',
       keyVersion: 1,
+      keyVersionGiven: true,
       signature: 'a%3D',
     });
     expect(parseSignatureHeader('algorithm=RSA256, keyVersion=3, signature=xyz')).toMatchObject({
       keyVersion: 3,
       signature: 'xyz',
+    });
+  });
+
+  it('reads a header without keyVersion as version 1, and says that none was named', () => {
+    expect(parseSignatureHeader('algorithm=RSA256,signature=xyz')).toMatchObject({
+      keyVersion: 1,
+      keyVersionGiven: false,
     });
   });
 

@@ -1,4 +1,3 @@
-import type { KeyObject } from 'node:crypto';
 import { inspect } from 'node:util';
 import { Agent, type Dispatcher, request } from 'undici';
 import { z } from 'zod';
@@ -16,13 +15,12 @@ import type {
   PayOutcome,
   RefundOutcome,
 } from './answers.js';
-import { KeyInputSchema, loadPrivateKey, loadPublicKey } from './keys.js';
+import { type KeyOptions, KeyOptionsShape, type KeyRing, keyRingOf, refineKeyOptions } from './key-ring.js';
 import {
   buildSignatureHeader,
   buildSignContent,
   parseSignatureHeader,
   signContentAsync,
-  verifyContentAsync,
 } from './signature.js';
 
 export const API_PATHS = {
@@ -34,31 +32,36 @@ export const API_PATHS = {
 
 export type ApiName = keyof typeof API_PATHS;
 
-const ClientOptions = z.object({
-  baseUrl: z.url({
-    protocol: /^https?$/,
-    error: 'must be an http(s) URL such as https://open-sea-global.alipayplus.com',
-  }),
-  clientId: Id,
-  privateKey: KeyInputSchema,
-  alipayPublicKey: KeyInputSchema,
-  keyVersion: z.number().int().min(0).default(1),
-  timeouts: z
-    .object({
-      payMs: z.number().int().positive().default(8_000),
-      inquiryMs: z.number().int().positive().default(5_000),
-      cancelMs: z.number().int().positive().default(8_000),
-      refundMs: z.number().int().positive().default(8_000),
-    })
-    .prefault({}),
-  /** Connections to the Alipay+ origin when the client owns its dispatcher. */
-  connections: z.number().int().positive().default(128),
-  dispatcher: z.custom<Dispatcher>().optional(),
-  now: z.custom<() => number>((value) => typeof value === 'function').optional(),
-});
+const ClientOptions = z
+  .object({
+    baseUrl: z.url({
+      protocol: /^https?$/,
+      error: 'must be an http(s) URL such as https://open-sea-global.alipayplus.com',
+    }),
+    clientId: Id,
+    ...KeyOptionsShape,
+    timeouts: z
+      .object({
+        payMs: z.number().int().positive().default(8_000),
+        inquiryMs: z.number().int().positive().default(5_000),
+        cancelMs: z.number().int().positive().default(8_000),
+        refundMs: z.number().int().positive().default(8_000),
+      })
+      .prefault({}),
+    /** Connections to the Alipay+ origin when the client owns its dispatcher. */
+    connections: z.number().int().positive().default(128),
+    dispatcher: z.custom<Dispatcher>().optional(),
+    now: z.custom<() => number>((value) => typeof value === 'function').optional(),
+  })
+  .superRefine(refineKeyOptions);
 
-/** Options of {@link createAlipayPlusClient}. Keys may be PEM, bare Base64 DER, Buffers or KeyObjects. */
-export type AlipayPlusClientOptions = z.input<typeof ClientOptions>;
+/**
+ * Options of {@link createAlipayPlusClient}. Keys come as a shared `keys` ring (see
+ * {@link createKeyRing}), or as `privateKey` (+ `keyVersion`) with `alipayPublicKey` or
+ * `alipayPublicKeys`; keys may be PEM, bare Base64 DER, Buffers or KeyObjects.
+ */
+export type AlipayPlusClientOptions = Omit<z.input<typeof ClientOptions>, keyof typeof KeyOptionsShape> &
+  KeyOptions;
 
 export interface CallOptions {
   /** Aborts the call; the outcome is then `no-result` with reason `aborted`. */
@@ -72,6 +75,11 @@ export interface CallOptions {
 export interface AlipayPlusClient {
   readonly clientId: string;
   readonly baseUrl: string;
+  /**
+   * The keys this client signs and verifies with: the ring it was given, or the one it made from
+   * its key options. Rotate keys through it; each change applies from the next call.
+   */
+  readonly keys: KeyRing;
   /** Sends `pay` with exactly this body (validated for its mode first). */
   pay(request: PayRequestInput, options?: CallOptions): Promise<PayOutcome>;
   inquiryPayment(ref: PaymentRef, options?: CallOptions): Promise<InquiryOutcome>;
@@ -113,14 +121,15 @@ function refBody(ref: PaymentRef): string {
 /**
  * Creates a client that signs every request, verifies every answer, and turns every transport,
  * format or signature problem into a `no-result` outcome. Keys are read here, so a bad key fails at
- * creation with a typed error, never on the first request.
+ * creation with a typed error, never on the first request. An answer verifies with the Alipay+ key
+ * whose version its `Signature` header names, else with any Alipay+ key the ring holds.
  *
  * @throws ValidationError `INVALID_OPTIONS`, KeyError `KEY_FORMAT` / `KEY_TYPE`
  */
 export function createAlipayPlusClient(options: AlipayPlusClientOptions): AlipayPlusClient {
   const config = parseOrThrow(ClientOptions, options, 'Alipay+ client options', 'INVALID_OPTIONS');
-  const privateKey: KeyObject = loadPrivateKey(config.privateKey);
-  const alipayPublicKey: KeyObject = loadPublicKey(config.alipayPublicKey);
+  const now = config.now ?? Date.now;
+  const keys = keyRingOf(config, now);
   const base = new URL(config.baseUrl);
   const origin = base.origin;
   const prefix = base.pathname.replace(/\/+$/, '');
@@ -128,8 +137,7 @@ export function createAlipayPlusClient(options: AlipayPlusClientOptions): Alipay
     ? undefined
     : new Agent({ connections: config.connections, keepAliveTimeout: 30_000 });
   const dispatcher: Dispatcher = config.dispatcher ?? (ownDispatcher as Agent);
-  const now = config.now ?? Date.now;
-  const { clientId, keyVersion, timeouts } = config;
+  const { clientId, timeouts } = config;
 
   async function call<T extends z.ZodType>(
     api: ApiName,
@@ -154,6 +162,8 @@ export function createAlipayPlusClient(options: AlipayPlusClientOptions): Alipay
     };
 
     try {
+      // Read once: a rotation during the signing cannot pair this signature with another version.
+      const { privateKey, keyVersion } = keys.signingKey;
       const signature = await signContentAsync(
         buildSignContent({ method: 'POST', path, clientId, time: requestTime, body }),
         privateKey,
@@ -197,14 +207,14 @@ export function createAlipayPlusClient(options: AlipayPlusClientOptions): Alipay
           time: responseTime,
           body: rawBytes,
         });
-        verified = await verifyContentAsync(content, parsed.signature, alipayPublicKey);
+        verified = await keys.verifyAlipayAsync(content, parsed);
       } catch (error) {
         return noResult('bad-signature', `the signature header is unusable: ${describe(error)}`, 200);
       }
       if (!verified) {
         return noResult(
           'bad-signature',
-          'the answer signature does not verify with the Alipay+ public key',
+          'the answer signature does not verify with any Alipay+ public key configured',
           200,
         );
       }
@@ -239,6 +249,7 @@ export function createAlipayPlusClient(options: AlipayPlusClientOptions): Alipay
   const client: AlipayPlusClient = {
     clientId,
     baseUrl: config.baseUrl,
+    keys,
     // A bad request is the caller's bug, not a network problem: it is refused before anything is sent.
     pay: async (request, o) => {
       parseOrThrow(PayRequest, request, 'pay request');
@@ -261,9 +272,14 @@ export function createAlipayPlusClient(options: AlipayPlusClientOptions): Alipay
     },
   };
   // Whatever a caller logs or prints of the client, keys stay out of it.
-  const summary = { baseUrl: config.baseUrl, clientId, keyVersion, privateKey: '[redacted]' };
-  Object.defineProperty(client, inspect.custom, { value: () => `AlipayPlusClient ${inspect(summary)}` });
-  Object.defineProperty(client, 'toJSON', { value: () => summary });
+  const summary = () => ({
+    baseUrl: config.baseUrl,
+    clientId,
+    keyVersion: keys.signingKey.keyVersion,
+    privateKey: '[redacted]',
+  });
+  Object.defineProperty(client, inspect.custom, { value: () => `AlipayPlusClient ${inspect(summary())}` });
+  Object.defineProperty(client, 'toJSON', { value: summary });
   return client;
 }
 

@@ -109,7 +109,13 @@ export function verifyContentAsync(
 
 export interface SignatureHeader {
   readonly algorithm: string;
+  /** The key version the signer names; `1` when the header has no keyVersion field. */
   readonly keyVersion: number;
+  /**
+   * Whether the header named a keyVersion at all. A key ring selects a key by version only when
+   * one was named; otherwise it tries each key it holds.
+   */
+  readonly keyVersionGiven: boolean;
   /** The signature as it appeared in the header: URL-encoded Base64. */
   readonly signature: string;
 }
@@ -145,7 +151,8 @@ export function parseSignatureHeader(header: string): SignatureHeader {
       `algorithm ${algorithm} is not supported: Alipay+ signs with algorithm=RSA256`,
     );
   }
-  const versionText = fields.get('keyversion') ?? '1';
+  const given = fields.get('keyversion');
+  const versionText = given ?? '1';
   const keyVersion = Number(versionText);
   if (!/^\d+$/.test(versionText) || !Number.isSafeInteger(keyVersion)) {
     throw new AlipayPlusLifecycleError(
@@ -153,5 +160,5 @@ export function parseSignatureHeader(header: string): SignatureHeader {
       `keyVersion ${versionText} is not a whole number: expected e.g. keyVersion=1`,
     );
   }
-  return { algorithm, keyVersion, signature };
+  return { algorithm, keyVersion, keyVersionGiven: given !== undefined, signature };
 }

@@ -1,13 +1,18 @@
-import { createHash, type KeyObject } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { type KeyInput, KeyInputSchema, loadPrivateKey, loadPublicKey } from '../client/keys.js';
+import {
+  type KeyOptions,
+  KeyOptionsShape,
+  type KeyRing,
+  keyRingOf,
+  refineKeyOptions,
+} from '../client/key-ring.js';
 import {
   buildSignatureHeader,
   buildSignContent,
   parseSignatureHeader,
   signContent,
-  verifyContent,
 } from '../client/signature.js';
 import { Id } from '../protocol/common.js';
 import { NOTIFY_ACK_SUCCESS, NotifyPaymentRequest } from '../protocol/notify-payment.js';
@@ -16,18 +21,20 @@ import type { Logger } from './logger.js';
 import type { NotificationVerdict } from './metrics.js';
 import type { PaymentEngine } from './payment-engine.js';
 
-export interface NotificationHandlerOptions {
+/**
+ * Options of the notification endpoint. Keys come as the `keys` ring shared with the client (so
+ * that one rotation changes both), or as `privateKey` (+ `keyVersion`) with `alipayPublicKey` or
+ * `alipayPublicKeys`: notifications are verified with Alipay+'s keys, the acknowledgement is signed
+ * with yours and names your keyVersion.
+ */
+export type NotificationHandlerOptions = {
   /** The path Alipay+ POSTs to (the path of your `paymentNotifyUrl`). Default `/alipayplus/notify`. */
   path?: string;
-  /** Alipay+'s public key: notifications are verified with it. */
-  alipayPublicKey: KeyInput;
-  /** Your private key: the acknowledgement is signed with it. */
-  privateKey: KeyInput;
   /** Your Client-Id: notifications must carry it, and the ack is signed with it. */
   clientId: string;
   /** Bodies above this are refused with 413. Default 64 KiB. */
   maxBodyBytes?: number;
-}
+} & KeyOptions;
 
 /** A notification request as any framework can give it: the body must be the raw bytes. */
 export interface NotificationRequest {
@@ -47,13 +54,14 @@ export interface NotificationResponse {
 export interface NotificationHandler {
   (req: IncomingMessage, res: ServerResponse): void;
   handle(request: NotificationRequest): Promise<NotificationResponse>;
+  /** The keys it verifies and signs with: the ring it was given, or the one it made. */
+  readonly keys: KeyRing;
 }
 
 const Options = z
   .object({
     path: z.string().startsWith('/').default('/alipayplus/notify'),
-    alipayPublicKey: KeyInputSchema,
-    privateKey: KeyInputSchema,
+    ...KeyOptionsShape,
     clientId: Id,
     maxBodyBytes: z
       .number()
@@ -61,7 +69,8 @@ const Options = z
       .positive()
       .default(64 * 1024),
   })
-  .strict();
+  .strict()
+  .superRefine(refineKeyOptions);
 
 function header(headers: NotificationRequest['headers'], name: string): string | undefined {
   const direct = headers[name] ?? headers[name.toLowerCase()];
@@ -86,12 +95,12 @@ export function createNotificationHandler(
   countRefused: (verdict: NotificationVerdict) => void = () => undefined,
 ): NotificationHandler {
   const config = parseOrThrow(Options, options, 'notification handler options', 'INVALID_OPTIONS');
-  const alipayPublicKey: KeyObject = loadPublicKey(config.alipayPublicKey);
-  const privateKey: KeyObject = loadPrivateKey(config.privateKey);
+  const keys = keyRingOf(config, () => engine.clock.now());
 
   function respond(status: number, body: object, path: string): NotificationResponse {
     const text = JSON.stringify(body);
     const time = new Date(engine.clock.now()).toISOString();
+    const { privateKey, keyVersion } = keys.signingKey;
     const signature = signContent(
       buildSignContent({ method: 'POST', path, clientId: config.clientId, time, body: text }),
       privateKey,
@@ -102,7 +111,7 @@ export function createNotificationHandler(
         'content-type': 'application/json; charset=UTF-8',
         'client-id': config.clientId,
         'response-time': time,
-        signature: buildSignatureHeader({ signature }),
+        signature: buildSignatureHeader({ signature, keyVersion }),
       },
       body: text,
     };
@@ -145,7 +154,7 @@ export function createNotificationHandler(
     let verified = false;
     try {
       const content = buildSignContent({ method: 'POST', path: request.path, clientId, time, body: raw });
-      verified = verifyContent(content, parseSignatureHeader(signatureHeader).signature, alipayPublicKey);
+      verified = keys.verifyAlipay(content, parseSignatureHeader(signatureHeader));
     } catch {
       verified = false;
     }
@@ -155,7 +164,7 @@ export function createNotificationHandler(
       return failure(
         401,
         'INVALID_SIGNATURE',
-        'the signature does not verify with the Alipay+ public key',
+        'the signature does not verify with any Alipay+ public key configured',
         request.path,
       );
     }
@@ -235,5 +244,6 @@ export function createNotificationHandler(
     });
   }) as NotificationHandler;
   listener.handle = handle;
+  Object.defineProperty(listener, 'keys', { value: keys, enumerable: true });
   return listener;
 }

@@ -24,3 +24,4 @@ export {
   type SimulatorAdmin,
   type SimulatorOptions,
 } from './simulator.js';
+export type { CreateKeyInput, SimulatorKeysView, SimulatorKeyView } from './simulator-keys.js';

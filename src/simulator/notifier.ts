@@ -1,14 +1,13 @@
-import type { KeyObject } from 'node:crypto';
 import { Agent, request } from 'undici';
 import {
   buildSignatureHeader,
   buildSignContent,
   parseSignatureHeader,
   signContentAsync,
-  verifyContent,
 } from '../client/signature.js';
 import type { NotifyPaymentRequest } from '../protocol/notify-payment.js';
 import { MinHeap } from './min-heap.js';
+import type { SimulatorKeys } from './simulator-keys.js';
 
 /** Antom's published notification retry intervals: 0 s, 2 min, 10 min, 10 min, 1 h, 2 h, 6 h, 15 h. */
 export const DEFAULT_NOTIFY_RETRY_MS = [
@@ -32,6 +31,8 @@ export interface DeliveryRecord {
   copy: number;
   at: number;
   result: DeliveryResult;
+  /** The version of the simulator's key that signed this try. */
+  keyVersion?: number;
   httpStatus?: number;
   resultStatus: 'S' | 'F';
 }
@@ -48,8 +49,8 @@ interface Pending {
 
 export interface NotifierOptions {
   clientId: string;
-  privateKey: KeyObject;
-  acqpPublicKey: KeyObject;
+  /** Signs with the simulator's active key; verifies acks with the ACQP keys it trusts now. */
+  keys: SimulatorKeys;
   now: () => number;
   /** Simulated ms between tries. The clock's time factor compresses them with everything else. */
   retryScheduleMs: readonly number[];
@@ -114,7 +115,7 @@ export class Notifier {
   }
 
   private async deliver(item: Pending): Promise<void> {
-    const { clientId, privateKey, now } = this.options;
+    const { clientId, keys, now } = this.options;
     const url = new URL(item.url);
     const path = `${url.pathname}${url.search}`;
     const body = JSON.stringify(item.body);
@@ -128,6 +129,8 @@ export class Notifier {
       resultStatus: item.body.paymentResult.resultStatus === 'S' ? 'S' : 'F',
     };
     try {
+      const { privateKey, keyVersion } = keys.active;
+      record.keyVersion = keyVersion;
       const signature = await signContentAsync(
         buildSignContent({ method: 'POST', path, clientId, time: requestTime, body }),
         privateKey,
@@ -140,7 +143,7 @@ export class Notifier {
           'content-type': 'application/json; charset=UTF-8',
           'client-id': clientId,
           'request-time': requestTime,
-          signature: buildSignatureHeader({ signature }),
+          signature: buildSignatureHeader({ signature, keyVersion }),
         },
         body,
       });
@@ -178,7 +181,7 @@ export class Notifier {
         time,
         body: raw,
       });
-      if (!verifyContent(content, parseSignatureHeader(signature).signature, this.options.acqpPublicKey)) {
+      if (!this.options.keys.verifyAcqp(content, parseSignatureHeader(signature))) {
         return 'bad-ack-signature';
       }
       const ack = JSON.parse(raw.toString('utf8')) as { result?: { resultStatus?: string } };

@@ -1,15 +1,21 @@
-import { createPublicKey, generateKeyPair, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyPair, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { z } from 'zod';
 import { API_PATHS } from '../client/alipayplus-client.js';
-import { KeyInputSchema, loadPrivateKey, loadPublicKey } from '../client/keys.js';
+import { type KeyInput, KeyInputSchema, loadPrivateKey, loadPublicKey } from '../client/keys.js';
+import type { PublicKeyEntryInput } from '../client/public-key-set.js';
+import {
+  KeyVersionSchema,
+  keyErrorAt,
+  PublicKeyEntrySchema,
+  PublicKeySet,
+} from '../client/public-key-set.js';
 import {
   buildSignatureHeader,
   buildSignContent,
   parseSignatureHeader,
   signContentAsync,
-  verifyContent,
 } from '../client/signature.js';
 import { Amount, Id } from '../protocol/common.js';
 import type { NotifyPaymentRequest } from '../protocol/notify-payment.js';
@@ -41,6 +47,12 @@ import {
   type ScenarioInput,
   UNPROCESSED_FAULTS,
 } from './scenario.js';
+import {
+  type CreateKeyInput,
+  SimulatorKeys,
+  type SimulatorKeysView,
+  type SimulatorKeyView,
+} from './simulator-keys.js';
 
 /** How long after its creation a paid order can be refunded (spec §9: "about a year"). */
 export const REFUND_WINDOW_MS = 365 * 24 * 3_600_000;
@@ -51,10 +63,14 @@ const SimulatorOptions = z
     host: z.string().default('127.0.0.1'),
     /** The ACQP's Client-Id: requests must carry it. */
     clientId: Id,
-    /** The ACQP's public key, to verify requests and notification acks. */
-    acqpPublicKey: KeyInputSchema,
+    /** The ACQP's public key, to verify requests and notification acks (or give `acqpPublicKeys`). */
+    acqpPublicKey: KeyInputSchema.optional(),
+    /** The ACQP's public keys, each perhaps with its keyVersion: a request verifies with any. */
+    acqpPublicKeys: z.array(PublicKeyEntrySchema).min(1).optional(),
     /** The simulator's own (Alipay+) signing key; generated when absent. */
     privateKey: KeyInputSchema.optional(),
+    /** The version of `privateKey`, named in every signature the simulator makes. */
+    keyVersion: KeyVersionSchema.default(1),
     /** The simulated clock, epoch ms. Default: real time, sped up by `timeFactor`. */
     now: z.custom<() => number>((v) => typeof v === 'function').optional(),
     /** Simulated ms per real ms when `now` is not given: 60 makes a 1-minute expiry pass in a second. */
@@ -81,7 +97,16 @@ const SimulatorOptions = z
      */
     signatureCache: z.boolean().default(false),
   })
-  .strict();
+  .strict()
+  .superRefine((value, ctx) => {
+    if ((value.acqpPublicKey === undefined) === (value.acqpPublicKeys === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['acqpPublicKey'],
+        message: 'give acqpPublicKey or acqpPublicKeys (exactly one)',
+      });
+    }
+  });
 
 export type SimulatorOptions = z.input<typeof SimulatorOptions>;
 
@@ -96,6 +121,8 @@ export interface CallRecord {
   refundRequestId?: string;
   /** The request's `Request-Time` header: when the ACQP signed it. */
   requestTime?: string;
+  /** The keyVersion the request's `Signature` header named (absent when it could not be parsed). */
+  keyVersion?: number;
   signatureValid: boolean;
   fault?: FaultKind;
   httpStatus?: number;
@@ -127,7 +154,21 @@ export interface SimulatorAdmin {
   calls(): CallRecord[];
   notifications(): DeliveryRecord[];
   setFaults(faults: FaultSpecInput | undefined): void;
+  /** Forgets orders, calls and notifications; keys stay as they are. */
   reset(): void;
+  /** The simulator's own keys (public halves) and the ACQP keys it trusts. */
+  keys(): SimulatorKeysView;
+  /**
+   * Generates a new signing key pair (as Alipay+ announces a rotation): by default the next
+   * keyVersion, not used until {@link SimulatorAdmin.useKey} (or `activate: true`).
+   */
+  createKey(input?: CreateKeyInput): Promise<SimulatorKeyView>;
+  /** Signs answers and notifications with the key of this version from now on. */
+  useKey(keyVersion: number): SimulatorKeyView;
+  /** Trusts one more ACQP public key (the ACQP registered a new key). */
+  addAcqpPublicKey(entry: PublicKeyEntryInput): SimulatorKeysView;
+  /** Stops trusting an ACQP public key, by keyVersion or by the key itself. */
+  retireAcqpPublicKey(which: number | KeyInput): SimulatorKeysView;
 }
 
 export interface Simulator extends SimulatorAdmin {
@@ -135,8 +176,13 @@ export interface Simulator extends SimulatorAdmin {
   start(): Promise<string>;
   stop(): Promise<void>;
   readonly url: string;
-  /** The simulator's public key (PEM, SPKI): what an ACQP configures as the Alipay+ public key. */
+  /**
+   * The public key (PEM, SPKI) of the key the simulator signs with now: what an ACQP configures as
+   * the Alipay+ public key. It changes on {@link SimulatorAdmin.useKey}.
+   */
   readonly publicKeyPem: string;
+  /** The version of that key, named in every signature the simulator makes. */
+  readonly keyVersion: number;
   /** Notifications not yet delivered or retried. */
   pendingNotifications(): number;
 }
@@ -215,10 +261,16 @@ function inconsistentPayField(first: PayRequest, repeat: PayRequest): string | u
  */
 export function createSimulator(options: SimulatorOptions): Simulator {
   const config = parseOrThrow(SimulatorOptions, options, 'simulator options', 'INVALID_OPTIONS');
-  const acqpPublicKey = loadPublicKey(config.acqpPublicKey);
   const privateKey: KeyObject = config.privateKey
-    ? loadPrivateKey(config.privateKey)
+    ? keyErrorAt('privateKey', () => loadPrivateKey(config.privateKey as KeyInput))
     : generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+  const acqpKeys = new PublicKeySet(
+    'acqpPublicKeys',
+    config.acqpPublicKeys ?? [
+      keyErrorAt('acqpPublicKey', () => loadPublicKey(config.acqpPublicKey as KeyInput)),
+    ],
+  );
+  const keys = new SimulatorKeys({ privateKey, keyVersion: config.keyVersion }, acqpKeys);
   // Signs the `wrong-signature` fault: a valid RSA signature by a key nobody trusts. Generated off
   // the event loop, on first need.
   let strangerKey: Promise<KeyObject> | undefined;
@@ -230,7 +282,6 @@ export function createSimulator(options: SimulatorOptions): Simulator {
     );
     return strangerKey;
   };
-  const publicPem = createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString();
 
   const realStart = performance.now();
   const simStart = Date.now();
@@ -252,8 +303,7 @@ export function createSimulator(options: SimulatorOptions): Simulator {
 
   const notifier = new Notifier({
     clientId: config.clientId,
-    privateKey,
-    acqpPublicKey,
+    keys,
     now,
     retryScheduleMs: config.notifyRetryScheduleMs,
     ackTimeoutMs: config.notifyAckTimeoutMs,
@@ -607,7 +657,10 @@ export function createSimulator(options: SimulatorOptions): Simulator {
     if (mode !== 'missing') {
       const cacheable = config.signatureCache && mode === 'good';
       const time = new Date(cacheable ? Math.floor(now() / 1000) * 1000 : now()).toISOString();
-      const key = `${path}\n${clientId}\n${time}\n${body}`;
+      // Read once, so that a key switched during the signing cannot pair this signature with
+      // another version; the version is part of the cache key for the same reason.
+      const { privateKey, keyVersion } = keys.active;
+      const key = `${keyVersion}\n${path}\n${clientId}\n${time}\n${body}`;
       let signature = cacheable ? signatures.get(key) : undefined;
       if (signature === undefined) {
         signature = await signContentAsync(
@@ -620,7 +673,7 @@ export function createSimulator(options: SimulatorOptions): Simulator {
         }
       }
       headers['response-time'] = time;
-      headers.signature = buildSignatureHeader({ signature });
+      headers.signature = buildSignatureHeader({ signature, keyVersion });
     }
     if (res.destroyed) return;
     res.writeHead(200, headers);
@@ -647,6 +700,7 @@ export function createSimulator(options: SimulatorOptions): Simulator {
     let signatureValid = false;
     try {
       const header = parseSignatureHeader(String(req.headers.signature ?? ''));
+      record.keyVersion = header.keyVersion;
       const content = buildSignContent({
         method: req.method ?? 'POST',
         path,
@@ -654,7 +708,7 @@ export function createSimulator(options: SimulatorOptions): Simulator {
         time: String(req.headers['request-time'] ?? ''),
         body: raw,
       });
-      signatureValid = verifyContent(content, header.signature, acqpPublicKey);
+      signatureValid = keys.verifyAcqp(content, header);
     } catch {
       signatureValid = false;
     }
@@ -884,7 +938,52 @@ export function createSimulator(options: SimulatorOptions): Simulator {
       notifier.log.length = 0;
       notifier.clear();
     },
+    keys: () => keys.view(),
+    createKey: (input) => keys.create(input),
+    useKey: (keyVersion) => keys.use(keyVersion),
+    addAcqpPublicKey(entry) {
+      keys.addAcqp(entry);
+      return keys.view();
+    },
+    retireAcqpPublicKey(which) {
+      keys.retireAcqp(which);
+      return keys.view();
+    },
   };
+
+  /**
+   * The key routes of the admin API: `GET /__sim/keys`, `POST /__sim/keys` (a new key pair),
+   * `PUT /__sim/keys/active` (sign with another version), `POST /__sim/acqp-keys` and
+   * `DELETE /__sim/acqp-keys/:keyVersion`. Undefined for any other route.
+   */
+  async function handleKeyAdmin(
+    method: string | undefined,
+    resource: string | undefined,
+    id: string | undefined,
+    body: unknown,
+  ): Promise<{ status: number; body: unknown } | undefined> {
+    if (resource === 'keys' && !id) {
+      if (method === 'GET') return { status: 200, body: admin.keys() };
+      if (method === 'POST') return { status: 201, body: await admin.createKey(body ?? {}) };
+    }
+    if (resource === 'keys' && id === 'active' && method === 'PUT') {
+      const { keyVersion } = parseOrThrow(z.object({ keyVersion: KeyVersionSchema }), body, 'active key');
+      return { status: 200, body: admin.useKey(keyVersion) };
+    }
+    if (resource === 'acqp-keys' && !id && method === 'POST') {
+      const entry = parseOrThrow(
+        z.object({ key: z.string().min(1), keyVersion: KeyVersionSchema.optional() }).strict(),
+        body,
+        'ACQP public key',
+      );
+      return { status: 201, body: admin.addAcqpPublicKey(entry) };
+    }
+    if (resource === 'acqp-keys' && id && method === 'DELETE') {
+      const keyVersion = parseOrThrow(z.coerce.number().pipe(KeyVersionSchema), id, 'keyVersion');
+      return { status: 200, body: admin.retireAcqpPublicKey(keyVersion) };
+    }
+    return undefined;
+  }
 
   async function handleAdmin(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const reply = (status: number, body: unknown) => {
@@ -912,6 +1011,8 @@ export function createSimulator(options: SimulatorOptions): Simulator {
         admin.reset();
         return reply(200, { ok: true });
       }
+      const keyRoute = await handleKeyAdmin(req.method, resource, id, body);
+      if (keyRoute) return reply(keyRoute.status, keyRoute.body);
       return reply(404, { error: 'NOT_FOUND', message: `no admin route ${req.method} ${path}` });
     } catch (error) {
       const code = (error as { code?: string }).code ?? 'BAD_REQUEST';
@@ -948,7 +1049,12 @@ export function createSimulator(options: SimulatorOptions): Simulator {
     get url() {
       return url;
     },
-    publicKeyPem: publicPem,
+    get publicKeyPem() {
+      return keys.activePublicKeyPem;
+    },
+    get keyVersion() {
+      return keys.active.keyVersion;
+    },
     pendingNotifications: () => notifier.pending,
     async start() {
       if (server) return url;
