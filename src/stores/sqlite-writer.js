@@ -4,8 +4,8 @@
 // The store runs createWriter() on a second connection inside a worker thread (the bootstrap at the
 // end of this file), so that row writes and the fsync of each commit never block the event loop; or
 // on its own connection in the calling thread (`:memory:`, or `writerThread: false`).
+import { createRequire } from 'node:module';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import Database from 'better-sqlite3';
 
 /** The key of `workerData` that makes this module start a writer when loaded in a worker. */
 export const WRITER_MARKER = 'alipayplusSqliteWriter';
@@ -111,6 +111,9 @@ export function createWriter(db) {
 if (!isMainThread && parentPort && workerData?.[WRITER_MARKER]) {
   const port = parentPort;
   const { path, synchronous } = workerData[WRITER_MARKER];
+  // Required here, not imported at the top: the main thread imports this file for createWriter(), and
+  // importing the package must not load the native driver before a SQLite store is created.
+  const Database = createRequire(import.meta.url)('better-sqlite3');
   const db = configure(new Database(path), synchronous);
   const writer = createWriter(db);
   port.on('message', (message) => {
