@@ -168,7 +168,7 @@ describe('the package as tools see it', () => {
 
   // A change to what the package exports must be seen and meant: the reports in etc/ are reviewed like
   // code. `npm run api:update` rewrites them after an intended change.
-  it.each(['api-extractor.json', 'api-extractor.simulator.json', 'api-extractor.postgres.json'])(
+  it.each(['api-extractor.jsonc', 'api-extractor.simulator.jsonc', 'api-extractor.postgres.jsonc'])(
     'the built .d.ts surface matches its API report (%s)',
     (config) => {
       const checked = run(bin('api-extractor'), ['run', '-c', join('etc', config)], root);
