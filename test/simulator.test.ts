@@ -604,6 +604,126 @@ describe('admin API over HTTP', () => {
   });
 });
 
+/** The fields the key routes answer with (each route some of them). */
+type KeyAdminReply = Record<string, unknown> & {
+  publicKeyPem: string;
+  acqpKeys: { keyVersion: number | null }[];
+};
+
+describe('key rotation through the admin API', () => {
+  const acqp2 = generateTestKeyPair();
+
+  async function admin(url: string, method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown) {
+    const { request } = await import('undici');
+    const response = await request(`${url}/__sim/${path}`, {
+      method,
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    return { status: response.statusCode, body: (await response.body.json()) as KeyAdminReply };
+  }
+
+  it('a new key is announced first, signs only once made active, and the old one can sign again', async () => {
+    const { sim, client, url } = await setup();
+    sim.createOrder({ paymentRequestId: 'K1', scenario: { decideAfterMs: 0 } });
+    expect((await admin(url, 'GET', 'keys')).body).toMatchObject({
+      keys: [{ keyVersion: 1, active: true, publicKeyPem: sim.publicKeyPem }],
+      acqpKeys: [{ keyVersion: null }],
+    });
+
+    const created = await admin(url, 'POST', 'keys', {});
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ keyVersion: 2, active: false });
+    expect(created.body.publicKeyPem).toContain('BEGIN PUBLIC KEY');
+    expect(created.body.publicKeyPem).not.toBe(sim.publicKeyPem);
+    // Announced, not used: the client that knows only key 1 still verifies every answer.
+    expect(await client.inquiryPayment(ref('K1'))).toMatchObject({ kind: 'answer' });
+
+    const switched = await admin(url, 'PUT', 'keys/active', { keyVersion: 2 });
+    expect(switched.body).toMatchObject({ keyVersion: 2, active: true });
+    expect(sim.keyVersion).toBe(2);
+    expect(sim.publicKeyPem).toBe(created.body.publicKeyPem);
+    expect(await client.inquiryPayment(ref('K1'))).toMatchObject({
+      kind: 'no-result',
+      reason: 'bad-signature',
+    });
+    client.keys.addAlipayPublicKey({ key: created.body.publicKeyPem, keyVersion: 2 });
+    expect(await client.inquiryPayment(ref('K1'))).toMatchObject({ kind: 'answer' });
+
+    sim.useKey(1);
+    client.keys.retireAlipayPublicKey(created.body.publicKeyPem);
+    expect(await client.inquiryPayment(ref('K1'))).toMatchObject({ kind: 'answer' });
+  });
+
+  it('trusts a new ACQP key beside the old one, and refuses the old one once it is retired', async () => {
+    const { sim, client, url } = await setup({
+      acqpPublicKey: undefined,
+      acqpPublicKeys: [{ key: acqp.publicPem, keyVersion: 1 }],
+    });
+    sim.createOrder({ paymentRequestId: 'K2' });
+    const added = await admin(url, 'POST', 'acqp-keys', { key: acqp2.publicPem, keyVersion: 2 });
+    expect(added.status).toBe(201);
+    expect(added.body.acqpKeys.map((k) => k.keyVersion)).toEqual([2, 1]);
+
+    await client.inquiryPayment(ref('K2'));
+    client.keys.setSigningKey({ privateKey: acqp2.privatePem, keyVersion: 2 });
+    await client.inquiryPayment(ref('K2'));
+    expect(sim.calls().map((c) => [c.keyVersion, c.signatureValid])).toEqual([
+      [1, true],
+      [2, true],
+    ]);
+
+    expect((await admin(url, 'DELETE', 'acqp-keys/1')).status).toBe(200);
+    client.keys.setSigningKey({ privateKey: acqp.privatePem, keyVersion: 1 });
+    const refused = await client.inquiryPayment(ref('K2'));
+    expect(refused).toMatchObject({ kind: 'answer', result: { resultCode: 'INVALID_SIGNATURE' } });
+    expect(sim.calls().at(-1)).toMatchObject({ keyVersion: 1, signatureValid: false });
+  });
+
+  it('refuses bad key requests with 400 and changes nothing', async () => {
+    const { sim, url } = await setup();
+    expect((await admin(url, 'PUT', 'keys/active', { keyVersion: 9 })).body).toMatchObject({
+      error: 'INVALID_INPUT',
+    });
+    expect((await admin(url, 'POST', 'keys', { keyVersion: 1 })).status).toBe(400);
+    expect((await admin(url, 'POST', 'acqp-keys', { key: 'not a key' })).body).toMatchObject({
+      error: 'KEY_FORMAT',
+    });
+    expect((await admin(url, 'DELETE', 'acqp-keys/1')).status).toBe(400); // no version 1 configured
+    expect((await admin(url, 'DELETE', 'acqp-keys/x')).status).toBe(400);
+    expect(sim.keys()).toMatchObject({
+      keys: [{ keyVersion: 1, active: true }],
+      acqpKeys: [{ keyVersion: null }],
+    });
+  });
+
+  it('signs notifications with the active key and names its version', async () => {
+    const { sim } = await setup({ notifyRetryScheduleMs: [0], notifyAckTimeoutMs: 300 });
+    const key2 = await sim.createKey({ activate: true });
+    const { createServer } = await import('node:http');
+    const seen: string[] = [];
+    const server = createServer((req, res) => {
+      seen.push(String(req.headers.signature));
+      res.writeHead(500);
+      res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as import('node:net').AddressInfo).port;
+    try {
+      sim.createOrder({
+        paymentRequestId: 'K3',
+        notifyUrl: `http://127.0.0.1:${port}/notify`,
+        scenario: { decideAfterMs: 0 },
+      });
+      await eventually(() => sim.notifications().length > 0);
+      expect(sim.notifications()[0]).toMatchObject({ keyVersion: 2 });
+      expect(seen[0]).toContain('keyVersion=2');
+      expect(key2.keyVersion).toBe(2);
+    } finally {
+      server.close();
+    }
+  });
+});
+
 describe('mixes and time', () => {
   it('the realistic mix is drawn per paymentRequestId, reproducibly, mostly paying quickly', async () => {
     const draw = async (seed: number) => {
