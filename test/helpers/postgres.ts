@@ -1,7 +1,12 @@
 import pg from 'pg';
+import { inject } from 'vitest';
 
-/** The test server: 127.0.0.1:5432, trust auth, database `test` (started by .ci/run if needed). */
-export const PG_URL = process.env.ALIPAYPLUS_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
+/**
+ * The run's PostgreSQL server (trust auth, database `test`), chosen once for all test files by the
+ * global setup test/setup/postgres.ts: ALIPAYPLUS_TEST_PG, else the server at 127.0.0.1:5432, else
+ * an embedded one (docs/testing.md). Child processes get it from the test that starts them.
+ */
+export const PG_URL: string = inject('pgUrl');
 
 /** A fresh schema name per test file run; dropped by `dropSchema`. */
 export function schemaName(prefix: string): string {
