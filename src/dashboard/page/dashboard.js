@@ -22,6 +22,23 @@
   let shownPayment = '';
   let refreshes = 0;
 
+  // ELK and uPlot are separate scripts, and either can be missing when this one runs: the file did
+  // not arrive (a proxy, an extension that blocks it) or threw while loading (uPlot refuses a browser
+  // locale such as `en-US@posix` with "Invalid language tag", leaving its global undefined). The page
+  // then keeps every panel that does not need the missing one, and says in place what is missing.
+  const elkLoaded = () => typeof ELK === 'function';
+  const uPlotLoaded = () => typeof uPlot === 'function';
+
+  function unavailable(holder, what, vendor) {
+    holder.replaceChildren(
+      html(
+        'p',
+        { class: 'unavailable', 'data-unavailable': vendor },
+        `${what} unavailable: ${vendor} did not load`,
+      ),
+    );
+  }
+
   // Every text from the store goes in through textContent or an attribute, never as markup: a
   // paymentRequestId is whatever the merchant chose.
   function html(tag, attrs, ...children) {
@@ -272,6 +289,26 @@
     holder.replaceChildren(canvas);
   }
 
+  /** Without ELK there is no layout: the states are listed, nested as in the machine, with the same counts. */
+  function listStates(chart) {
+    function item(node) {
+      const count = html('span', { class: 'count' }, '0');
+      const box = html(
+        'li',
+        { 'data-state': node.id, 'data-count': 0 },
+        html('span', {}, node.key),
+        ' ',
+        count,
+      );
+      boxes.set(node.id, { box, count });
+      if (node.children.length > 0) box.append(html('ul', {}, ...node.children.map(item)));
+      return box;
+    }
+    const holder = document.getElementById('statechart');
+    unavailable(holder, 'statechart', 'ELK');
+    holder.append(html('ul', { class: 'state-list' }, ...chart.nodes.map(item)));
+  }
+
   /** A state's count: the lifecycles in it, or, for a compound state, in any of its children. */
   function countOf(id, counts) {
     let total = 0;
@@ -285,7 +322,8 @@
       box.setAttribute('data-count', String(n));
       box.classList.toggle('busy', n > 0);
       count.textContent = String(n);
-      title.textContent = `${id}: ${n} lifecycle${n === 1 ? '' : 's'}`;
+      // The listed states (no ELK) have no tooltip: their line already reads as one.
+      if (title) title.textContent = `${id}: ${n} lifecycle${n === 1 ? '' : 's'}`;
     }
   }
 
@@ -315,6 +353,10 @@
   }
 
   function renderSeries(series) {
+    if (!uPlotLoaded()) {
+      unavailable(document.getElementById('series'), 'chart', 'uPlot');
+      return;
+    }
     const data = [series.t, series.inFlight, ...FINAL.map((status) => series.outcomes[status])];
     if (!seriesPlot) {
       seriesPlot = new uPlot(
@@ -348,7 +390,16 @@
     const labels = lag.buckets.map((bucket, i) => bucketLabel(bucket, lag.buckets[i - 1]?.le ?? 0));
     const xs = lag.buckets.map((_, i) => i);
     const data = [xs, lag.buckets.map((bucket) => bucket.count)];
-    if (!lagPlot) {
+    // The note below the chart is text: written first, it stays useful without the chart.
+    const note = document.getElementById('lag-note');
+    note.textContent =
+      lag.known === 0
+        ? `No outcome with a wallet paymentTime yet among the ${lag.finals} newest final lifecycles.`
+        : `${lag.known} of the ${lag.finals} newest final lifecycles carry the wallet's paymentTime: ` +
+          `p50 ${duration(lag.p50)}, p99 ${duration(lag.p99)}.`;
+    if (!uPlotLoaded()) {
+      unavailable(document.getElementById('lag'), 'chart', 'uPlot');
+    } else if (!lagPlot) {
       lagPlot = new uPlot(
         {
           width: chartWidth('lag'),
@@ -385,12 +436,6 @@
     } else {
       lagPlot.setData(data);
     }
-    const note = document.getElementById('lag-note');
-    note.textContent =
-      lag.known === 0
-        ? `No outcome with a wallet paymentTime yet among the ${lag.finals} newest final lifecycles.`
-        : `${lag.known} of the ${lag.finals} newest final lifecycles carry the wallet's paymentTime: ` +
-          `p50 ${duration(lag.p50)}, p99 ${duration(lag.p99)}.`;
   }
 
   // ---- attention queue ---------------------------------------------------------------------------
@@ -558,14 +603,25 @@
   async function refresh() {
     try {
       const [summary, attention] = await Promise.all([getJson('/api/summary'), getJson('/api/attention')]);
-      renderCounts(summary.counts);
-      renderTotals(summary);
-      renderSeries(summary.series);
-      renderLag(summary.lag);
-      renderAttention(attention);
+      // Each panel is drawn on its own: one that throws (a chart library at odds with this browser)
+      // must not keep the others, above all the attention queue a person acts on, from showing.
+      const failed = [];
+      for (const [panel, render] of [
+        ['the state counts', () => renderCounts(summary.counts)],
+        ['the totals', () => renderTotals(summary)],
+        ['the outcomes chart', () => renderSeries(summary.series)],
+        ['the decision lag', () => renderLag(summary.lag)],
+        ['the attention queue', () => renderAttention(attention)],
+      ]) {
+        try {
+          render();
+        } catch (error) {
+          failed.push(`${panel} (${error.message})`);
+        }
+      }
       if (searched) await loadPayment(searched);
       document.getElementById('updated').textContent = `updated ${new Date().toLocaleTimeString()}`;
-      problem('');
+      problem(failed.length > 0 ? `could not draw ${failed.join(', ')}` : '');
     } catch (error) {
       problem(`could not refresh: ${error.message}`);
     }
@@ -581,7 +637,9 @@
       search(document.getElementById('search').value);
     });
     try {
-      await drawStatechart(await getJson('/api/machine'));
+      const chart = await getJson('/api/machine');
+      if (elkLoaded()) await drawStatechart(chart);
+      else listStates(chart);
     } catch (error) {
       problem(`could not draw the statechart: ${error.message}`);
     }
