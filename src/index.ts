@@ -70,7 +70,17 @@ export type {
   RefundAnswer,
   RefundOutcome,
 } from './client/answers.js';
+export {
+  createKeyRing,
+  type KeyOptions,
+  type KeyRing,
+  type KeyRingOptions,
+  type KeyRingStatus,
+  type SigningKey,
+  type SigningKeyInput,
+} from './client/key-ring.js';
 export type { KeyInput } from './client/keys.js';
+export { keyFingerprint, type PublicKeyEntryInput, type PublicKeyStatus } from './client/public-key-set.js';
 // Signing by hand, for "signature verify fails" and for answers built outside the library.
 export {
   buildSignatureHeader,
@@ -80,7 +90,9 @@ export {
   type SignatureHeader,
   type SignedParts,
   signContent,
+  signContentAsync,
   verifyContent,
+  verifyContentAsync,
 } from './client/signature.js';
 export { lifecycleJson, lifecycleMermaid } from './diagram.js';
 // The engine: one lifecycle per payment, from before `pay` to its final outcome.
