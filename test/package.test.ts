@@ -3,8 +3,9 @@
 // The same tarball is linted (publint, attw) and its .d.ts surface compared with the API reports in
 // etc/ (api-extractor). One pack serves every test here: it builds dist/ through `prepack`.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ownedTempDir } from './helpers/temp-dir.js';
 
@@ -12,13 +13,13 @@ const root = resolve(import.meta.dirname, '..');
 const bin = (name: string) => join(root, 'node_modules', '.bin', name);
 
 /**
- * The environment for a child npm or tool: without the `npm_*` variables of the `npm test` that runs
- * us, which would otherwise configure the child npm as if it were ours (its package, its scripts).
+ * The environment for a child npm or tool: without the variables by which the `npm test` that runs us
+ * names its own project (its package, its script, its folder), which would make the child npm act on
+ * ours. Its settings (the cache that `npm ci` filled, the CA file) stay.
  */
 function childEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !key.toLowerCase().startsWith('npm_')),
-  );
+  const ours = /^npm_(package_|lifecycle_|command$|config_local_prefix$|config_call$)/i;
+  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !ours.test(key)));
 }
 
 function run(command: string, args: string[], cwd: string, timeoutMs = 120_000) {
@@ -42,6 +43,45 @@ afterAll(() => {
   for (const temp of temps) temp.remove();
 });
 
+/** package.json and package-lock.json of a project whose one dependency is the tarball (copied in). */
+function writeProjectFor(packed: string, dir: string): void {
+  const file = basename(packed);
+  copyFileSync(packed, join(dir, file));
+  const manifest = JSON.parse(
+    execFileSync('tar', ['-xzOf', packed, 'package/package.json'], { encoding: 'utf8' }),
+  );
+  const ourLock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { dev?: boolean }>;
+  };
+  const dependencies = { [manifest.name]: `file:${file}` };
+  const packages: Record<string, unknown> = {
+    '': { name: 'packed-user', dependencies },
+    [`node_modules/${manifest.name}`]: {
+      version: manifest.version,
+      resolved: `file:${file}`,
+      integrity: `sha512-${createHash('sha512').update(readFileSync(packed)).digest('base64')}`,
+      license: manifest.license,
+      dependencies: manifest.dependencies,
+      peerDependencies: manifest.peerDependencies,
+      peerDependenciesMeta: manifest.peerDependenciesMeta,
+      bin: manifest.bin,
+      engines: manifest.engines,
+    },
+  };
+  // Every package our production install has (not the dev-only ones): a superset of the tarball's
+  // dependency tree, each at its pinned version and integrity.
+  for (const [path, entry] of Object.entries(ourLock.packages))
+    if (path !== '' && !entry.dev) packages[path] = entry;
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify({ name: 'packed-user', private: true, type: 'module', dependencies }),
+  );
+  writeFileSync(
+    join(dir, 'package-lock.json'),
+    JSON.stringify({ name: 'packed-user', lockfileVersion: 3, requires: true, packages }),
+  );
+}
+
 beforeAll(() => {
   const packDir = tempDir('pack-');
   const packed = run('npm', ['pack', '--json', '--pack-destination', packDir], root, 240_000);
@@ -49,17 +89,18 @@ beforeAll(() => {
   const [info] = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as { filename: string }[];
   tarball = join(packDir, info?.filename ?? '');
 
-  // An empty ESM project, as `npm init` and "type": "module" make it. --ignore-scripts: better-sqlite3's
-  // install would try a prebuilt download and then compile SQLite for two minutes; the addon compiled by
-  // this clone's `npm ci` is the same version's, so it is copied in (or rebuilt when the versions differ).
+  // An empty ESM project that depends on the tarball alone. Its lockfile pins every dependency at the
+  // version this repository's lockfile pins (the same resolution a user gets within our ranges), so
+  // that `npm ci --offline` installs from the cache `npm ci` filled here: the tests need no network.
+  // A runtime import of a package that is not a dependency (as pg once was) fails in this project.
+  // --ignore-scripts: better-sqlite3's install would try a prebuilt download and then compile SQLite
+  // for two minutes; the addon compiled by this clone's `npm ci` is the same version's, so it is copied
+  // in (or rebuilt when the versions differ).
   project = tempDir('packed-project-');
-  writeFileSync(
-    join(project, 'package.json'),
-    JSON.stringify({ name: 'packed-user', private: true, type: 'module' }),
-  );
+  writeProjectFor(tarball, project);
   const installed = run(
     'npm',
-    ['install', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts', tarball],
+    ['ci', '--offline', '--no-audit', '--no-fund', '--ignore-scripts'],
     project,
     240_000,
   );
