@@ -123,7 +123,8 @@ describe('reconciliation', () => {
       ['ok', outcome('ok', 'succeeded')],
       ['wrong', outcome('wrong', 'failed')],
       ['person', outcome('person', 'attention')],
-      ['ghost', outcome('ghost', 'closed')],
+      ['ghost', outcome('ghost', 'succeeded')],
+      ['never-sent', outcome('never-sent', 'closed')],
     ]);
     const truths = [
       truth('ok', { status: 'paid', charged: true }),
@@ -131,11 +132,16 @@ describe('reconciliation', () => {
       truth('person', { status: 'paid', charged: true }),
       truth('missing', { status: 'processing' }),
     ];
-    const result = reconcile(['ok', 'wrong', 'person', 'ghost', 'missing'], outcomes, truths, ['ok']);
+    // 'never-sent' has no order at the wallet and says nothing was charged: right. 'ghost' has none
+    // either, and says it succeeded: divergent.
+    const result = reconcile(['ok', 'wrong', 'person', 'ghost', 'never-sent', 'missing'], outcomes, truths, [
+      'ok',
+    ]);
     expect(result.lost).toEqual(['missing']);
     expect(result.attention.map((o) => o.paymentRequestId)).toEqual(['person']);
     expect(result.divergent.map((d) => d.paymentRequestId)).toEqual(['wrong', 'ghost', 'ok']);
     expect(result.divergent[0]?.reason).toContain('engine says failed, truth is paid');
+    expect(result.divergent[1]?.reason).toContain('engine says succeeded, but the simulator has no order');
     expect(result.divergent[2]?.reason).toContain('cancelPayment was sent after');
   });
 
