@@ -249,6 +249,9 @@ describe('creation', () => {
     ['a client ID of 65 characters', { clientId: 'c'.repeat(65) }, 'clientId'],
     ['a base URL that is not a URL', { baseUrl: 'open-sea.alipayplus.com' }, 'baseUrl'],
     ['a negative timeout', { timeouts: { inquiryMs: -1 } }, 'timeouts.inquiryMs'],
+    // A plain object is no key: it used to pass the schema and fail later with a bare TypeError.
+    ['a public key that is a plain object', { alipayPublicKey: {} as never }, 'alipayPublicKey'],
+    ['a private key that is a plain object', { privateKey: { pem: 'x' } as never }, 'privateKey'],
   ])('%s fails with INVALID_OPTIONS naming the field', (_name, change, field) => {
     expect(() => createAlipayPlusClient({ ...base(), ...change })).toThrowError(
       expect.objectContaining({ code: 'INVALID_OPTIONS', message: expect.stringContaining(field) }),

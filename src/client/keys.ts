@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { KeyError } from '../errors.js';
 
@@ -7,8 +7,7 @@ export type KeyInput = string | Buffer | KeyObject;
 
 /** The options-schema field for a key; the key itself is read (and checked) by loadPrivateKey/loadPublicKey. */
 export const KeyInputSchema = z.custom<KeyInput>(
-  (value) =>
-    typeof value === 'string' || Buffer.isBuffer(value) || (typeof value === 'object' && value !== null),
+  (value) => typeof value === 'string' || Buffer.isBuffer(value) || value instanceof KeyObject,
   'must be PEM text, Base64 DER, a Buffer or a KeyObject',
 );
 
