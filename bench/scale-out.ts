@@ -23,7 +23,10 @@ import { postgresStore } from '../src/postgres.js';
 import type { PgPayment, PgWorkerConfig } from '../test/fixtures/pg-worker.js';
 import { machineLine, median, scriptArgs } from './machine.js';
 
+// A server URL: the tests' `embedded` choice starts a server for a test run only, not for a bench.
 const PG_URL = process.env.ALIPAYPLUS_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
+if (!/^postgres(ql)?:\/\//.test(PG_URL))
+  throw new Error(`ALIPAYPLUS_TEST_PG must be a postgres:// URL for the bench (got ${PG_URL})`);
 const PAYMENTS = Number(process.env.BENCH_SCALE_PAYMENTS ?? 4_000);
 const ADOPT = Number(process.env.BENCH_SCALE_ADOPT ?? 10_000);
 const LEASE_MS = Number(process.env.BENCH_SCALE_LEASE_MS ?? 5_000);
