@@ -362,6 +362,24 @@ describe('two engines sharing PostgreSQL', () => {
     expect(b.engine.get('X-1')).toBeUndefined();
   });
 
+  it('outcome() on a worker that does not own the payment resolves once the owner settles it', async () => {
+    const a = await worker('settler');
+    const b = await worker('asker');
+    const order = sim.createOrder({ paymentRequestId: 'X-OUT', scenario: { decideAfterMs: 6_000 } });
+    await a.engine.track({ paymentRequestId: 'X-OUT', amount: order.amount, createdAt: order.createdAt });
+    // B holds no copy: its answer comes from the store, once A's outcome is there.
+    const asked = b.engine.outcome('X-OUT');
+    const outcome = await Promise.race([
+      asked,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error("B's outcome() never resolved")), 15_000).unref(),
+      ),
+    ]);
+    expect(outcome).toMatchObject({ paymentRequestId: 'X-OUT', status: 'succeeded' });
+    expect(await a.engine.outcome('X-OUT')).toEqual(outcome);
+    expect(b.engine.activeCount).toBe(0);
+  });
+
   it('track on a second worker does not steal a lifecycle with a live owner', async () => {
     const a = await worker('keeper');
     const b = await worker('visitor');
