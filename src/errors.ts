@@ -29,7 +29,16 @@ export type ErrorCode =
    * The database driver a store needs is not installed or does not load: `pg` for
    * `postgresStore()` (an optional peer dependency), `better-sqlite3` for `sqliteStore()`.
    */
-  | 'DRIVER_MISSING';
+  | 'DRIVER_MISSING'
+  /** The engine is not running: call `engine.start()` first (or again, after `stop()`). */
+  | 'NOT_STARTED'
+  /**
+   * Another worker changed or owns this lifecycle now (a shared store): this engine stopped its copy.
+   * Nothing is lost; ask the store, or the owning worker, for its state.
+   */
+  | 'OWNERSHIP_LOST'
+  /** The lifecycle was stopped here (lost to another worker, or the engine stopped) before this finished. */
+  | 'LIFECYCLE_STOPPED';
 
 export class AlipayPlusLifecycleError extends Error {
   readonly code: ErrorCode;

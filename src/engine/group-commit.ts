@@ -70,16 +70,18 @@ export function createGroupCommit(options: GroupCommitOptions): GroupCommit {
       return write;
     });
     flushing = (async () => {
+      let lost: Entry[] = [];
       try {
         const conflicts = await metrics.storeWrite('write', () => store.write(writes));
         const refused = new Set(conflicts.map((c) => c.paymentRequestId));
         for (const write of writes) {
           const entry = entries.get(write.record.paymentRequestId);
           if (!entry) continue;
-          if (refused.has(entry.id)) onConflict(entry);
+          if (refused.has(entry.id)) lost.push(entry);
           else entry.durableVersion = Math.max(entry.durableVersion, write.record.version);
         }
       } catch (error) {
+        lost = [];
         // Nothing was written: put the writes back and try again shortly. Whatever waits for
         // durability (a cancel, an ack, a settlement) keeps waiting: failing safe.
         logger.error({ err: error }, 'store write failed; retrying');
@@ -93,6 +95,15 @@ export function createGroupCommit(options: GroupCommitOptions): GroupCommit {
           dirty.add(entry);
         }
         setTimeout(() => schedulePersistAll(), 200).unref();
+      }
+      // Outside the try: the store answered, and the other writes of the batch are durable whatever
+      // handling a conflict does (it must never make them look unwritten).
+      for (const entry of lost) {
+        try {
+          onConflict(entry);
+        } catch (error) {
+          logger.error({ err: error, paymentRequestId: entry.id }, 'handling a write conflict failed');
+        }
       }
     })();
     await flushing;
@@ -118,7 +129,10 @@ export function createGroupCommit(options: GroupCommitOptions): GroupCommit {
       if (entry.dirty && !flushScheduled && !flushing) schedulePersist(entry);
     }
     if (entry.stopped)
-      throw new AlipayPlusLifecycleError('INVALID_OPTIONS', `lifecycle ${entry.id} was stopped`);
+      throw new AlipayPlusLifecycleError(
+        'LIFECYCLE_STOPPED',
+        `lifecycle ${entry.id} was stopped here before its change was durable (another worker owns it, or the engine stopped)`,
+      );
   }
 
   async function drain(): Promise<void> {

@@ -293,10 +293,15 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       'lifecycle changed by another writer; stopping the local actor',
     );
     stopEntry(entry);
-    emitter.emit(
-      'error',
-      new AlipayPlusLifecycleError('INVALID_OPTIONS', `lifecycle ${entry.id} was changed by another writer`),
-    );
+    // Node's EventEmitter throws an 'error' nobody listens to: told only to those who asked.
+    if (emitter.listenerCount('error') > 0)
+      emitter.emit(
+        'error',
+        new AlipayPlusLifecycleError(
+          'OWNERSHIP_LOST',
+          `lifecycle ${entry.id} was changed by another writer: this engine stopped its copy`,
+        ),
+      );
   }
 
   function stopEntry(entry: Entry): void {
@@ -315,12 +320,41 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     for (const resolve of list) resolve();
   }
 
+  /**
+   * The outcome of a lifecycle another worker holds: read from the store, at a growing interval (at
+   * most every 2 s), until it is final; or from here, if this worker adopts and settles it meanwhile.
+   * A store that fails is asked again at the next interval.
+   */
+  async function outcomeFromStore(id: string): Promise<LifecycleOutcome> {
+    const done = new AbortController();
+    const here = settlement.waitFor(id, done.signal);
+    try {
+      for (let waitMs = 100; ; waitMs = Math.min(waitMs * 2, 2_000)) {
+        const settledHere = await Promise.race([
+          here,
+          new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), waitMs).unref()),
+        ]);
+        if (settledHere) return settledHere;
+        const stored = await store.load(id).catch((error: unknown) => {
+          logger.warn(
+            { err: error, paymentRequestId: id },
+            'reading an outcome from the store failed; asking again',
+          );
+          return undefined;
+        });
+        if (stored?.final && stored.outcome) return stored.outcome;
+      }
+    } finally {
+      done.abort();
+    }
+  }
+
   // ---- the public API ------------------------------------------------------------------------------
 
   function ensureRunning(): void {
     if (!started || stopping) {
       throw new AlipayPlusLifecycleError(
-        'INVALID_OPTIONS',
+        'NOT_STARTED',
         'the engine is not running: call engine.start() first',
       );
     }
@@ -488,6 +522,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       learningTimer.unref();
       started = true;
       stopping = false;
+      settlement.start();
       const resumable = await store.listResumable();
       // Renewal first: settling what was just adopted takes a while (one settlement at a time), and
       // its leases must not run out meanwhile, or another worker would adopt and fire them again.
@@ -542,6 +577,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
             `payment ${id} is not tracked: call track() first`,
           );
         if (stored.final && stored.outcome) return stored.outcome;
+        // Held by another worker: it settles there, and this one learns it from the store.
+        if (shared) return outcomeFromStore(id);
       }
       return settlement.waitFor(id);
     },
@@ -608,7 +645,9 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       await groupCommit.drain();
       clearInterval(learningTimer);
       await flushLearning();
-      const owned = [...entries.keys(), ...sleeping.ids()];
+      // Settlements still retrying are given back too: unmarked, the next owner (or start) fires them.
+      const owned = [...entries.keys(), ...sleeping.ids(), ...settlement.settlingIds];
+      settlement.stop();
       for (const entry of [...entries.values()]) stopEntry(entry);
       sleeping.dropAll();
       if (shared) {

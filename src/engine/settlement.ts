@@ -9,6 +9,22 @@ import type { EngineMetrics } from './metrics.js';
 /** Keeps the most recent final outcomes for `get()`, so that memory stays bounded over days. */
 const FINISHED_KEPT = 10_000;
 
+/**
+ * A failed onSettled or mark is retried after a random wait of up to RETRY_BASE_MS × 2^attempt
+ * (full jitter), at most RETRY_MAX_MS: a merchant's order system or a store that had a blip is
+ * asked again within seconds, and one that stays down is asked about twice a minute, not in a storm.
+ */
+const RETRY_BASE_MS = 500;
+const RETRY_MAX_MS = 30_000;
+
+/** The context of a final lifecycle adopted from the store: its persisted snapshot's. */
+function contextOf(record: LifecycleRecord): LifecycleContext | undefined {
+  return (record.snapshot as { context?: LifecycleContext } | null | undefined)?.context;
+}
+
+/** For a final outcome whose context is not at hand (a stored record without a snapshot). */
+const EMPTY_CONTEXT = Object.freeze({}) as LifecycleContext;
+
 /** What {@link createSettlement} needs from the engine. */
 export interface SettlementOptions {
   store: LifecycleStore;
@@ -34,10 +50,17 @@ export interface Settlement {
   readonly settlingIds: ReadonlySet<string>;
   /** Another worker owns this lifecycle now: an adopted settlement of it does not fire here. */
   drop(id: string): void;
+  /** Retries run again (after a stop). */
+  start(): void;
+  /** Cancels the retries pending: what they had left to do is unmarked in the store, and the next start fires it. */
+  stop(): void;
   /** A recent final outcome, as `engine.get()` shows it. */
   finished(id: string): PaymentView | undefined;
-  /** Resolves with the outcome once the payment's settlement has fired (or failed). */
-  waitFor(id: string): Promise<LifecycleOutcome>;
+  /**
+   * Resolves with the outcome once the payment's settlement has fired (or failed) here. An aborted
+   * wait is forgotten (it never resolves).
+   */
+  waitFor(id: string, signal?: AbortSignal): Promise<LifecycleOutcome>;
 }
 
 /**
@@ -63,7 +86,7 @@ export function createSettlement(options: SettlementOptions): Settlement {
         'learning from a settled lifecycle failed',
       );
     }
-    await fireSettlement(entry.id, outcome);
+    await fireSettlement(entry.id, outcome, entry.lastSnapshot?.context);
     entry.stopped = true;
     entries.delete(entry.id);
     entry.actor.stop();
@@ -72,29 +95,75 @@ export function createSettlement(options: SettlementOptions): Settlement {
   // Settlements run one at a time, each marked before the next fires: a crash can then repeat at
   // most the one settlement whose mark had not committed, not a whole batch of them.
   let settlements: Promise<void> = Promise.resolve();
+  /** Retries waiting for their turn (a failed onSettled or mark), cancelled by stop(). */
+  const retries = new Set<ReturnType<typeof setTimeout>>();
+  /** Payments with a retry pending. */
+  const retrying = new Set<string>();
+  let stopped = false;
 
   /** Fires onSettled and `settled` (and `attention`), then marks it fired. At most once per process. */
-  function fireSettlement(id: string, outcome: LifecycleOutcome, owned = () => true): Promise<void> {
-    const next = settlements.then(() => (owned() ? fireOne(id, outcome) : undefined));
+  function fireSettlement(
+    id: string,
+    outcome: LifecycleOutcome,
+    context: LifecycleContext | undefined,
+    owned = () => true,
+  ): Promise<void> {
+    return enqueue(() => (owned() ? fireOne(id, outcome, context) : undefined));
+  }
+
+  function enqueue(work: () => Promise<void> | undefined): Promise<void> {
+    const next = settlements.then(work);
     settlements = next.catch(() => undefined);
     return next;
   }
 
-  async function fireOne(id: string, outcome: LifecycleOutcome): Promise<void> {
+  /**
+   * Runs `work` again after a backoff with full jitter, in its turn, while the lifecycle is still
+   * ours: it is kept in `settlingIds` meanwhile, so that its lease is renewed (on a shared store a
+   * lost lease drops it there, and its next owner settles it). Never rejects.
+   */
+  function retryLater(id: string, attempt: number, work: (attempt: number) => Promise<void>): void {
+    if (stopped) return; // the next start() settles it: it is unmarked in the store
+    settlingIds.add(id);
+    retrying.add(id);
+    const ceiling = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** attempt);
+    const timer = setTimeout(() => {
+      retries.delete(timer);
+      retrying.delete(id);
+      if (stopped || !settlingIds.has(id)) return;
+      void enqueue(() => work(attempt + 1)).catch((error: unknown) => {
+        logger.error({ err: error, paymentRequestId: id }, 'settlement retry failed');
+      });
+    }, Math.random() * ceiling);
+    timer.unref();
+    retries.add(timer);
+  }
+
+  async function fireOne(
+    id: string,
+    outcome: LifecycleOutcome,
+    context: LifecycleContext | undefined,
+    attempt = 0,
+  ): Promise<void> {
     if (shared && performance.now() > shared.leaseValidUntil()) return; // the next owner fires it
-    remember({
-      paymentRequestId: id,
-      state: outcome.status,
-      final: true,
-      context: {} as LifecycleContext,
-      outcome,
-    });
+    if (attempt === 0)
+      remember({
+        paymentRequestId: id,
+        state: outcome.status,
+        final: true,
+        context: context ?? EMPTY_CONTEXT,
+        outcome,
+      });
     try {
       await options.onSettled?.(outcome);
     } catch (error) {
-      // Not marked: it fires again on the next start.
-      logger.error({ err: error, paymentRequestId: id }, 'onSettled failed; it will fire again on restart');
+      // Not marked: fired again here after a backoff, and on the next start if the process dies first.
+      logger.error(
+        { err: error, paymentRequestId: id, attempt },
+        'onSettled failed; it fires again after a backoff',
+      );
       resolveWaiters(id, outcome);
+      retryLater(id, attempt, (next) => fireOne(id, outcome, context, next));
       return;
     }
     emitter.emit('settled', outcome);
@@ -105,8 +174,22 @@ export function createSettlement(options: SettlementOptions): Settlement {
       logger.warn({ err: error, paymentRequestId: id }, 'outcome metrics failed');
     }
     if (outcome.status === 'attention') emitter.emit('attention', outcome);
-    await store.markSettled(id);
     resolveWaiters(id, outcome);
+    await mark(id, 0);
+  }
+
+  /** Marks the settlement fired; a store that fails is retried (onSettled is not fired again for it). */
+  async function mark(id: string, attempt: number): Promise<void> {
+    try {
+      await store.markSettled(id);
+      settlingIds.delete(id); // nothing left to do for it here: its lease need not be renewed
+    } catch (error) {
+      logger.error(
+        { err: error, paymentRequestId: id, attempt },
+        'marking a settlement fired failed; retrying after a backoff',
+      );
+      retryLater(id, attempt, (next) => mark(id, next));
+    }
   }
 
   /**
@@ -119,13 +202,14 @@ export function createSettlement(options: SettlementOptions): Settlement {
     try {
       for (const record of finals) {
         // Fired only if still ours when its turn comes: renewal drops one lost to another worker.
-        await fireSettlement(record.paymentRequestId, record.outcome as LifecycleOutcome, () =>
-          settlingIds.has(record.paymentRequestId),
+        const id = record.paymentRequestId;
+        await fireSettlement(id, record.outcome as LifecycleOutcome, contextOf(record), () =>
+          settlingIds.has(id),
         );
-        settlingIds.delete(record.paymentRequestId);
+        if (!retrying.has(id)) settlingIds.delete(id);
       }
     } finally {
-      for (const record of finals) settlingIds.delete(record.paymentRequestId);
+      for (const { paymentRequestId: id } of finals) if (!retrying.has(id)) settlingIds.delete(id);
     }
   }
 
@@ -143,13 +227,31 @@ export function createSettlement(options: SettlementOptions): Settlement {
     settle,
     settleAdopted,
     settlingIds,
-    drop: (id) => void settlingIds.delete(id),
+    drop(id) {
+      settlingIds.delete(id);
+      retrying.delete(id);
+    },
+    start() {
+      stopped = false;
+    },
+    stop() {
+      stopped = true;
+      for (const timer of retries) clearTimeout(timer);
+      retries.clear();
+      for (const id of retrying) settlingIds.delete(id);
+      retrying.clear();
+    },
     finished: (id) => finished.get(id),
-    waitFor: (id) =>
+    waitFor: (id, signal) =>
       new Promise((resolve) => {
         const list = waiters.get(id) ?? [];
         list.push(resolve);
         waiters.set(id, list);
+        signal?.addEventListener('abort', () => {
+          const left = (waiters.get(id) ?? []).filter((r) => r !== resolve);
+          if (left.length > 0) waiters.set(id, left);
+          else waiters.delete(id);
+        });
       }),
   };
 }
