@@ -317,9 +317,9 @@ describe('engine.attention() and engine.resolve()', () => {
       client: { inquiryPayment: async () => never(), cancelPayment: async () => never() },
       store: memoryStore(),
     });
-    await expect(engine.attention()).rejects.toMatchObject({ code: 'INVALID_OPTIONS' });
+    await expect(engine.attention()).rejects.toMatchObject({ code: 'NOT_STARTED' });
     await expect(engine.resolve('ATT-1', { action: 'other', note: 'n', by: 'b' })).rejects.toMatchObject({
-      code: 'INVALID_OPTIONS',
+      code: 'NOT_STARTED',
     });
   });
 });

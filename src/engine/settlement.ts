@@ -174,8 +174,10 @@ export function createSettlement(options: SettlementOptions): Settlement {
       logger.warn({ err: error, paymentRequestId: id }, 'outcome metrics failed');
     }
     if (outcome.status === 'attention') emitter.emit('attention', outcome);
-    resolveWaiters(id, outcome);
     await mark(id, 0);
+    // After the first try of the mark, as before the settlement is let go of: outcome() waits for a
+    // settlement that is still held, and would miss one resolved earlier.
+    resolveWaiters(id, outcome);
   }
 
   /** Marks the settlement fired; a store that fails is retried (onSettled is not fired again for it). */
