@@ -134,6 +134,11 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
   const dropped = () => undefined;
   if (ownPool) pool.on('error', dropped);
   leasePool.on('error', dropped);
+  // A checked-out connection has no pool listener: one the server ends (a restart, an administrator,
+  // that timeout) while it is handed from one query to the next waiting one emits 'error' before its
+  // new user can listen, and unheard that ends the process. Every connection gets a listener for
+  // good; the failure still reaches the query that uses the connection.
+  for (const each of [pool, leasePool]) each.on('connect', (client) => client.on('error', dropped));
   const lq = <R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]) =>
     leasePool.query<R>(text, values as unknown[]);
   /** Epoch per owned lifecycle: every write names it (fencing). */
@@ -192,7 +197,7 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
   function ensureOpen(): void {
     if (!opened)
       throw new AlipayPlusLifecycleError(
-        'INVALID_OPTIONS',
+        'STORE_UNAVAILABLE',
         'the PostgreSQL store is not open: call open() (engine.start() does)',
       );
   }
@@ -649,20 +654,71 @@ export function postgresStore(options: PostgresStoreOptions): SharedLifecycleSto
 
     async listen(listener, onReleased) {
       ensureOpen();
-      // A dedicated connection: LISTEN does not survive being handed back to a pool.
-      const client = await pool.connect();
+      let stopped = false;
+      /** The connection listening now, and how to detach from it. */
+      let held: { client: pg.PoolClient; detach(): void } | undefined;
+      let retry: NodeJS.Timeout | undefined;
       const onNotification = (message: pg.Notification) => {
         if (message.channel === channel && message.payload) listener(message.payload);
         else if (message.channel === releasedChannel && message.payload !== workerId) onReleased?.();
       };
-      client.on('notification', onNotification);
-      await client.query(`LISTEN ${channel}`);
-      if (onReleased) await client.query(`LISTEN ${releasedChannel}`);
-      return async () => {
-        client.off('notification', onNotification);
-        await client.query('UNLISTEN *').catch(() => undefined);
-        client.release();
+      // A dedicated connection: LISTEN does not survive being handed back to a pool. If the server
+      // ends it, it is opened again (after 0.5 s, then up to every 10 s while the server is away);
+      // what was sent meanwhile is found by the engine's polling backstop, and a drain missed is
+      // caught by asking for adoption once LISTEN is back.
+      const connect = async (): Promise<void> => {
+        const next = await pool.connect();
+        const detach = () => {
+          next.off('notification', onNotification);
+          next.off('error', onLost);
+        };
+        const onLost = (error: Error) => {
+          detach();
+          next.release(error);
+          // Lost while LISTEN was being set up: the failed query tells connect()'s caller instead.
+          if (held?.client !== next) return;
+          held = undefined;
+          if (!stopped) schedule(500);
+        };
+        next.on('error', onLost);
+        next.on('notification', onNotification);
+        try {
+          await next.query(`LISTEN ${channel}`);
+          if (onReleased) await next.query(`LISTEN ${releasedChannel}`);
+        } catch (error) {
+          // Unless the connection's own 'error' came first and gave it back already.
+          if (next.listeners('error').includes(onLost)) {
+            detach();
+            next.release(error instanceof Error ? error : true);
+          }
+          throw error;
+        }
+        held = { client: next, detach };
+        if (stopped) await unlisten();
       };
+      const schedule = (waitMs: number) => {
+        retry = setTimeout(() => {
+          retry = undefined;
+          connect()
+            .then(() => onReleased?.())
+            .catch(() => {
+              if (!stopped) schedule(Math.min(waitMs * 2, 10_000));
+            });
+        }, waitMs);
+        retry.unref();
+      };
+      const unlisten = async () => {
+        stopped = true;
+        clearTimeout(retry);
+        const current = held;
+        held = undefined;
+        if (!current) return;
+        current.detach();
+        await current.client.query('UNLISTEN *').catch(() => undefined);
+        current.client.release();
+      };
+      await connect();
+      return unlisten;
     },
 
     leaseValidUntil: () => leaseValidUntil,
