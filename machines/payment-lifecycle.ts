@@ -410,6 +410,19 @@ const WAITS = {
 } as const;
 
 /**
+ * What a state means to the engine, read with `snapshot.hasTag()` rather than from state names (a
+ * renamed state keeps its tags, and `test/lifecycle-tags.test.ts` checks which states carry them):
+ * - `payUndecided`: the pay has not been decided; `engine.pay()` waits for the lifecycle to leave it.
+ * - `readByTimer`: the state only reads (an inquiry). Entered by its timer (or by RESUME at its
+ *   deadline) it is not written: a crash before the answer restores the waiting state, past its
+ *   deadline, which inquires again. Its answer's write carries the audit entry.
+ * - `sealed`: a cancel may be on its way, so a notification can no longer change the outcome: it is
+ *   recorded as late.
+ * - `cancelCall`: a call's answer here is the cancel's, and its code is the one the audit shows.
+ */
+export type LifecycleTag = 'payUndecided' | 'readByTimer' | 'sealed' | 'cancelCall';
+
+/**
  * When a lifecycle resting in a plain waiting state (`awaitingResult.pending`,
  * `awaitingNotification.waiting`) next has something to do on its own: its timer's deadline. An
  * engine may keep such a lifecycle as its stored snapshot alone, without an actor, and restore it
@@ -433,6 +446,7 @@ export const paymentLifecycleMachine = setup({
     events: {} as LifecycleEvent,
     input: {} as LifecycleInput,
     output: {} as LifecycleOutcome,
+    tags: {} as LifecycleTag,
   },
   actors: {
     pay: notProvided('pay') as unknown as ReturnType<
@@ -861,6 +875,7 @@ export const paymentLifecycleMachine = setup({
       always: [{ guard: 'isStartedByPay', target: 'paying' }, { target: 'awaitingResult' }],
     },
     paying: {
+      tags: ['payUndecided'],
       initial: 'checking',
       on: whileResultOpen(),
       states: {
@@ -903,6 +918,7 @@ export const paymentLifecycleMachine = setup({
           },
         },
         inquiring: {
+          tags: ['readByTimer'],
           invoke: {
             src: 'inquiryPayment',
             input: inquiryInput,
@@ -946,6 +962,7 @@ export const paymentLifecycleMachine = setup({
           },
         },
         lastLook: {
+          tags: ['readByTimer'],
           invoke: {
             src: 'inquiryPayment',
             input: inquiryInput,
@@ -960,6 +977,7 @@ export const paymentLifecycleMachine = setup({
       },
     },
     cancelling: {
+      tags: ['sealed', 'cancelCall'],
       initial: 'requesting',
       on: {
         // Once a cancel is on its way the only possible outcome is cancelled: record, change nothing.
@@ -1002,6 +1020,7 @@ export const paymentLifecycleMachine = setup({
      * been sent, so as in `cancelling`, a notification is recorded and changes nothing.
      */
     windowClosed: {
+      tags: ['sealed'],
       initial: 'checking',
       on: { NOTIFIED: { actions: { type: 'recordLateNotification', params: { state: 'windowClosed' } } } },
       states: {
@@ -1023,6 +1042,7 @@ export const paymentLifecycleMachine = setup({
     },
     /** A refund of what was paid, with a refundRequestId derived from the payment: never twice. */
     refunding: {
+      tags: ['sealed'],
       initial: 'requesting',
       on: { NOTIFIED: { actions: { type: 'recordLateNotification', params: { state: 'refunding' } } } },
       states: {

@@ -18,7 +18,10 @@ export type ErrorCode =
    * its pay is not known here): one paymentRequestId is one pay. Nothing was stored or sent.
    */
   | 'PAYMENT_REQUEST_REUSED'
-  /** The store cannot write any more (the SQLite store's writer thread died): close and open it again. */
+  /**
+   * The store cannot be used now: it is not open (call `open()`; `engine.start()` does), or it cannot
+   * write any more (the SQLite store's writer thread died: close and open it again).
+   */
   | 'STORE_UNAVAILABLE'
   /**
    * The payment named is not an open attention item: its outcome is not `attention` (or it is not

@@ -122,18 +122,17 @@ export {
   type NotificationVerdict,
 } from './engine/metrics.js';
 export {
-  createNotificationHandler,
-  type NotificationHandler,
-  type NotificationHandlerOptions,
-  type NotificationRequest,
-  type NotificationResponse,
-} from './engine/notification-handler.js';
-export {
   AlipayPlusLifecycleError,
   type ErrorCode,
   KeyError,
   ValidationError,
 } from './errors.js';
+export type {
+  NotificationHandler,
+  NotificationHandlerOptions,
+  NotificationRequest,
+  NotificationResponse,
+} from './notifications/notification-handler.js';
 // The wire format (spec): the types of what is sent and answered, and the result-code catalog.
 export type { CancelPaymentResponse } from './protocol/cancel-payment.js';
 export {

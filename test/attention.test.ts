@@ -219,7 +219,7 @@ describe('engine.attention() and engine.resolve()', () => {
     expect((await w.engine.outcome('OK-1')).status).toBe('succeeded');
     expect([first.status, first.attentionReason]).toEqual(['attention', 'amount-mismatch']);
 
-    const before = w.engine.clock.now();
+    const before = w.clock.now();
     const open = await w.engine.attention();
     expect(open.map((v) => v.paymentRequestId)).toEqual(['ATT-1', 'ATT-2']);
     expect(open[0]).toMatchObject({
@@ -228,7 +228,7 @@ describe('engine.attention() and engine.resolve()', () => {
       decidedAt: first.decidedAt,
     });
     expect(open[0]?.ageMs).toBeGreaterThanOrEqual(0);
-    expect(open[0]?.ageMs).toBeLessThanOrEqual(w.engine.clock.now() - first.decidedAt);
+    expect(open[0]?.ageMs).toBeLessThanOrEqual(w.clock.now() - first.decidedAt);
     expect(open[1]?.decidedAt).toBe(second.decidedAt);
     expect(open[0]?.audit.at(-1)).toMatchObject({
       to: 'attention',
@@ -241,7 +241,7 @@ describe('engine.attention() and engine.resolve()', () => {
     w.engine.on('attention-resolved', (event) => events.push(event));
     const stored = await w.store.load('ATT-1');
     const resolution = await w.engine.resolve('ATT-1', resolveInput);
-    const after = w.engine.clock.now();
+    const after = w.clock.now();
     expect(resolution).toMatchObject({ paymentRequestId: 'ATT-1', ...resolveInput });
     expect(resolution.at).toBeGreaterThanOrEqual(before);
     expect(resolution.at).toBeLessThanOrEqual(after);

@@ -22,7 +22,7 @@ const planOf = (sketch: DecisionSketch, expiresInMs = MINUTE) =>
 function order(w: World, id: string, decideAfterMs: number | null) {
   return w.sim.createOrder({
     paymentRequestId: id,
-    expiresAt: w.engine.clock.now() + MINUTE,
+    expiresAt: w.clock.now() + MINUTE,
     scenario: { decideAfterMs, notify: { mode: 'none' } },
   });
 }
@@ -293,7 +293,7 @@ describe('adaptive learning shared over PostgreSQL', () => {
     const b = createPaymentEngine({
       client: a.client,
       store: workerStore('adapt-b'),
-      clock: a.engine.clock,
+      clock: a.clock,
       ...ADAPTIVE,
       learningFlushMs: 100,
     });

@@ -67,14 +67,14 @@ describe('engine.pay: the lifecycle starts before the pay is sent', () => {
       sent.push(request);
       return realPay(request, options);
     };
-    const now = w.engine.clock.now();
+    const now = w.clock.now();
     // User-presented, no expiry asked: the 1-minute maximum.
     await w.engine.pay(payRequest('PAY-EXP-1'));
     // Cashier, asking for an hour: the configured 2-minute maximum.
     const hourLater = new Date(now + 3_600_000).toISOString();
     await w.engine.pay(payRequest('PAY-EXP-2', 'cashier', { paymentExpiryTime: hourLater }));
     // Cashier, asking for 90 s: kept, to the second.
-    const soon = w.engine.clock.now() + 90_000;
+    const soon = w.clock.now() + 90_000;
     await w.engine.pay(
       payRequest('PAY-EXP-3', 'cashier', { paymentExpiryTime: new Date(soon).toISOString() }),
     );
@@ -194,9 +194,9 @@ describe('engine.pay: the lifecycle starts before the pay is sent', () => {
       notifyUrl: w.notifyUrl,
       scenario: { decideAfterMs: null },
     });
-    await w.engine.track({ paymentRequestId: 'HOLDER', createdAt: w.engine.clock.now() - 1_900 });
+    await w.engine.track({ paymentRequestId: 'HOLDER', createdAt: w.clock.now() - 1_900 });
     await new Promise((resolve) => setTimeout(resolve, 200)); // the holder's inquiry takes the one slot
-    const now = w.engine.clock.now();
+    const now = w.clock.now();
     const paying = w.engine.pay(
       payRequest('PAY-LATE', 'user-presented', { paymentExpiryTime: new Date(now + 5_000).toISOString() }),
     );

@@ -17,6 +17,7 @@ import { streamFor } from '../src/simulator/random.js';
 import { payAndTrack, reconcile, type World, worldsStoppedAfterEach } from './helpers/e2e.js';
 import { generateTestKeyPair } from './helpers/keys.js';
 import { eventually } from './helpers/notify-receiver.js';
+import { signedNotification } from './helpers/signed-notification.js';
 import { testTempDir } from './helpers/temp-dir.js';
 
 const world = worldsStoppedAfterEach();
@@ -245,14 +246,14 @@ describe('restart', () => {
         paymentRequestId: id,
         scenario: { decideAfterMs: null, notify: { mode: 'none' } },
       });
-      await w.engine.track({ paymentRequestId: id, paymentExpiryTime: w.engine.clock.now() + 3_600_000 });
+      await w.engine.track({ paymentRequestId: id, paymentExpiryTime: w.clock.now() + 3_600_000 });
     }
     await w.engine.stop();
     // A notification stored while the process was down (another worker's handler, say).
     await store.recordNotification({
       id: 'N-INBOX-1',
       paymentRequestId: 'INBOX-1',
-      receivedAt: w.engine.clock.now(),
+      receivedAt: w.clock.now(),
       body: { paymentRequestId: 'INBOX-1', paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S' } },
       applied: false,
     });
@@ -324,10 +325,10 @@ describe('sleeping lifecycles', () => {
   async function waiting(w: World, id: string): Promise<void> {
     w.sim.createOrder({
       paymentRequestId: id,
-      expiresAt: w.engine.clock.now() + 3_600_000,
+      expiresAt: w.clock.now() + 3_600_000,
       scenario: { decideAfterMs: null, notify: { mode: 'none' } },
     });
-    await w.engine.track({ paymentRequestId: id, paymentExpiryTime: w.engine.clock.now() + 3_600_000 });
+    await w.engine.track({ paymentRequestId: id, paymentExpiryTime: w.clock.now() + 3_600_000 });
   }
   const minute = { policy: { inquiryScheduleMs: [60_000] } };
 
@@ -340,7 +341,7 @@ describe('sleeping lifecycles', () => {
       return write(writes);
     };
     const w = await world({ store, engine: minute });
-    const trackedAt = w.engine.clock.now();
+    const trackedAt = w.clock.now();
     w.sim.createOrder({
       paymentRequestId: 'SLEEP-1',
       expiresAt: trackedAt + 3_600_000,
@@ -376,18 +377,11 @@ describe('sleeping lifecycles', () => {
     expect((await w.engine.track({ paymentRequestId: 'SLEEP-T' })).state).toBe('awaitingResult.pending');
     expect(w.engine.sleepingCount).toBe(3);
     // A notification wakes it and decides at once, long before the next inquiry.
-    const notification = {
-      id: 'N-SLEEP',
+    const ack = await w.notify({
       paymentRequestId: 'SLEEP-N',
-      receivedAt: w.engine.clock.now(),
-      body: {
-        paymentRequestId: 'SLEEP-N',
-        paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S' },
-      },
-      applied: false,
-    } as const;
-    await w.engine.storeNotification(notification);
-    await w.engine.deliverNotification(notification);
+      paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S' },
+    });
+    expect(ack.status).toBe(200);
     const paid = await w.engine.outcome('SLEEP-N');
     expect(paid.status).toBe('succeeded');
     expect(paid.decidedBy.source).toBe('notification');
@@ -508,7 +502,7 @@ describe('input and notifications at the edge', () => {
     const order = w.sim.createOrder({
       paymentRequestId: 'SEC-1',
       notifyUrl: w.notifyUrl,
-      expiresAt: w.engine.clock.now() + 3_600_000,
+      expiresAt: w.clock.now() + 3_600_000,
       scenario: { decideAfterMs: null, notify: { mode: 'none' } },
     });
     await w.engine.track({
@@ -777,13 +771,20 @@ describe('admission control', () => {
       ]);
 
       // A notification settles AD-4 while its timer waits for a slot.
-      await engine.deliverNotification({
-        id: 'n-AD-4',
-        paymentRequestId: 'AD-4',
-        receivedAt: Date.now(),
-        body: { paymentRequestId: 'AD-4', paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S' } },
-        applied: false,
-      } as never);
+      const alipay = generateTestKeyPair();
+      const endpoint = engine.notificationHandler({
+        clientId: 'AD',
+        privateKey: generateTestKeyPair().privatePem,
+        alipayPublicKey: alipay.publicPem,
+      });
+      const ack = await endpoint.handle(
+        signedNotification({
+          privatePem: alipay.privatePem,
+          clientId: 'AD',
+          body: { paymentRequestId: 'AD-4', paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S' } },
+        }),
+      );
+      expect(ack.status).toBe(200);
       expect((await engine.outcome('AD-4')).status).toBe('succeeded');
 
       // Each answer frees a slot for the next one due: AD-3, then AD-5 (AD-4 is final), then AD-6.

@@ -11,8 +11,6 @@ import {
   signContent,
   verifyContent,
 } from '../src/client/index.js';
-import { silentLogger } from '../src/engine/logger.js';
-import { createNotificationHandler } from '../src/engine/notification-handler.js';
 import { createPaymentEngine, type PaymentEngine } from '../src/engine/payment-engine.js';
 import { memoryStore } from '../src/stores/memory-store.js';
 import { generateTestKeyPair } from './helpers/keys.js';
@@ -350,26 +348,22 @@ describe('the notification handler', () => {
 
   it('with its own keys: several Alipay+ keys, and the keyVersion option named in its acks', async () => {
     const e = await started();
-    const handler = createNotificationHandler(
-      e,
-      {
-        clientId: 'C1',
-        privateKey: acqp.privatePem,
-        keyVersion: 4,
-        alipayPublicKeys: [{ key: alipay1.publicPem, keyVersion: 1 }, alipay2.publicPem],
-      },
-      silentLogger,
-    );
+    const handler = e.notificationHandler({
+      clientId: 'C1',
+      privateKey: acqp.privatePem,
+      keyVersion: 4,
+      alipayPublicKeys: [{ key: alipay1.publicPem, keyVersion: 1 }, alipay2.publicPem],
+    });
     const ack = await handler.handle(notification(alipay2, 9, 'N4'));
     expect(ack.status).toBe(200);
     expect(parseSignatureHeader(ack.headers.signature ?? '').keyVersion).toBe(4);
     expect((await handler.handle(notification(alipay1, 1, 'N5'))).status).toBe(200);
     expect(() =>
-      createNotificationHandler(
-        e,
-        { clientId: 'C1', privateKey: acqp.privatePem, alipayPublicKeys: [alipay1.publicPem, 'bad'] },
-        silentLogger,
-      ),
+      e.notificationHandler({
+        clientId: 'C1',
+        privateKey: acqp.privatePem,
+        alipayPublicKeys: [alipay1.publicPem, 'bad'],
+      }),
     ).toThrowError(expect.objectContaining({ code: 'KEY_FORMAT', message: expect.stringContaining('[1]') }));
   });
 });

@@ -11,8 +11,8 @@ import {
 } from '../src/client/index.js';
 import { agreesWithTruth } from '../src/demo/reconcile.js';
 import { scaledClock } from '../src/engine/clock.js';
-import type { NotificationHandler } from '../src/engine/notification-handler.js';
 import { createPaymentEngine, type PaymentEngine } from '../src/engine/payment-engine.js';
+import type { NotificationHandler } from '../src/notifications/notification-handler.js';
 import type { ScenarioInput } from '../src/simulator/scenario.js';
 import { createSimulator, type Simulator } from '../src/simulator/simulator.js';
 import { memoryStore } from '../src/stores/memory-store.js';

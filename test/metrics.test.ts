@@ -144,7 +144,7 @@ describe('engine metrics', () => {
       m.collect,
       (c) => (c.value(M.calls.name, { api: 'inquiryPayment', result: 'processing' }) ?? 0) >= 1,
     );
-    const paidAt = new Date(w.engine.clock.now() - 90_000).toISOString();
+    const paidAt = new Date(w.clock.now() - 90_000).toISOString();
     const paid = JSON.stringify({
       paymentRequestId: 'NOTE-1',
       paymentResult: { resultCode: 'SUCCESS', resultStatus: 'S' },

@@ -160,7 +160,7 @@ describe('sqlite store', () => {
 
   it('creates its folder, and says what to do when used before open()', async () => {
     const store = sqliteStore(join(dir, 'nested', 'deeper', 'x.db'));
-    await expect(store.load('x')).rejects.toMatchObject({ code: 'INVALID_OPTIONS' });
+    await expect(store.load('x')).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
     await store.open();
     expect(await store.load('x')).toBeUndefined();
     await store.close();
@@ -213,12 +213,12 @@ describe.each(sqliteStores)('sqlite store, %s', (_name, make) => {
     const closing = store.close();
     await expect(store.markSettled('A')).rejects.toMatchObject({
       name: 'AlipayPlusLifecycleError',
-      code: 'INVALID_OPTIONS',
+      code: 'STORE_UNAVAILABLE',
     });
     await expect(inserting).resolves.toBe(true);
     await closing;
     await store.close();
-    await expect(store.load('A')).rejects.toMatchObject({ code: 'INVALID_OPTIONS' });
+    await expect(store.load('A')).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
     await store.open();
     expect((await store.load('A'))?.paymentRequestId).toBe('A');
     await store.close();

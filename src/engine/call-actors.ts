@@ -19,7 +19,7 @@ import type { PayRequest } from '../protocol/pay.js';
 import type { SharedLifecycleStore } from '../stores/store.js';
 import type { CallLimiter } from './call-limiter.js';
 import type { EngineClock } from './clock.js';
-import type { Entry } from './lifecycle-entry.js';
+import type { Lifecycle, LifecycleTable } from './lifecycle.js';
 import type { EngineMetrics } from './metrics.js';
 
 /** No pay is signed this close to its expiry: it could not reach Alipay+ before the expiry it carries. */
@@ -32,14 +32,12 @@ export interface CallActorsOptions {
   clock: EngineClock;
   /** Admission control: every call waits for a slot. */
   limiter: CallLimiter;
-  /** The lifecycles held in memory (a pay reads its stored request there). */
-  entries: ReadonlyMap<string, Entry>;
-  /** Resolves once everything the entry did so far is durable (group commit). */
-  durable(entry: Entry): Promise<void>;
+  /** The lifecycles held here (a pay reads its stored request from its own). */
+  lifecycles: Pick<LifecycleTable, 'get'>;
+  /** Resolves once everything the lifecycle did so far is durable (group commit). */
+  durable(lifecycle: Lifecycle): Promise<void>;
   /** The store, if workers share it: side effects need this worker's lease. */
   shared: SharedLifecycleStore | undefined;
-  /** Lets go of a lifecycle this worker may no longer own. */
-  stopEntry(entry: Entry): void;
   /** Counts and times each call actually sent (not one aborted or refused before sending). */
   metrics: Pick<EngineMetrics, 'call'>;
   /**
@@ -59,7 +57,7 @@ const notSent = (detail: string): NoResult => ({ kind: 'no-result', reason: 'not
 
 /** The lifecycle machine with the engine's calls: pay, refund, inquiry and cancel, each through the limiter. */
 export function provideCallActors(options: CallActorsOptions): typeof paymentLifecycleMachine {
-  const { client, clock, limiter, entries, durable, shared, stopEntry, metrics, planFor } = options;
+  const { client, clock, limiter, lifecycles, durable, shared, metrics, planFor } = options;
 
   /** An answer's result, with the plan for its wallet when the lifecycle learns its wallet from it. */
   function resultOf<T extends InquiryOutcome | PayOutcome>(
@@ -79,10 +77,10 @@ export function provideCallActors(options: CallActorsOptions): typeof paymentLif
    * partitioned worker's lifecycles may belong to another by now: it stops here, the owner decides).
    */
   async function mayAct(id: string): Promise<boolean> {
-    const entry = entries.get(id);
-    if (entry) await durable(entry);
+    const lifecycle = lifecycles.get(id);
+    if (lifecycle) await durable(lifecycle);
     if (shared && performance.now() > shared.leaseValidUntil()) {
-      if (entry) stopEntry(entry);
+      lifecycle?.stop('lease-expired');
       return false;
     }
     return true;
@@ -93,7 +91,7 @@ export function provideCallActors(options: CallActorsOptions): typeof paymentLif
       pay: fromPromise<CallResult<PayOutcome>, PayCallInput>(async ({ input, signal }) => {
         // Sent only once `paying` (with the exact request) is durable: a crash cannot lose a sent pay.
         if (!(await mayAct(input.paymentRequestId))) return { outcome: abortedCall(), at: clock.now() };
-        const request = entries.get(input.paymentRequestId)?.input.payRequest as PayRequest | undefined;
+        const request = lifecycles.get(input.paymentRequestId)?.payRequest as PayRequest | undefined;
         const send = () => {
           // Checked once a call slot is ours, right before signing: no pay in the last second before
           // expiry (it could not arrive in time) nor after it.

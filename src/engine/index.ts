@@ -1,12 +1,11 @@
+export type {
+  NotificationHandler,
+  NotificationHandlerOptions,
+  NotificationRequest,
+  NotificationResponse,
+} from '../notifications/notification-handler.js';
 export { type EngineClock, scaledClock, systemClock } from './clock.js';
 export { type Logger, redact, silentLogger } from './logger.js';
-export {
-  createNotificationHandler,
-  type NotificationHandler,
-  type NotificationHandlerOptions,
-  type NotificationRequest,
-  type NotificationResponse,
-} from './notification-handler.js';
 export { DEFAULT_MAX_PAY_EXPIRY_MS } from './pay-input.js';
 export {
   createPaymentEngine,

@@ -13,7 +13,6 @@ import { IN_FLIGHT_STATES, type InFlightState } from '../../machines/outcome.js'
 import type { InquiryOutcome, NoResult } from '../client/answers.js';
 import type { LifecycleStore } from '../stores/store.js';
 import type { EngineClock } from './clock.js';
-import type { Entry } from './lifecycle-entry.js';
 import type { Logger } from './logger.js';
 
 /** The name the engine asks the global MeterProvider for when no `meter` is given. */
@@ -117,10 +116,8 @@ export const ENGINE_METRICS = {
   },
 } as const satisfies Record<string, EngineMetricDescription>;
 
-/** Where the in-flight gauge reads sleeping lifecycles (see `sleeping.ts`). */
-export interface SleepersByState {
-  countByTopState(): Record<string, number>;
-}
+/** How many lifecycles this engine holds in each top-level state (`awaitingResult`, ...). */
+export type CountByTopState = () => ReadonlyMap<string, number>;
 
 /**
  * The engine's instruments, as small functions it calls at each event. Every function is cheap
@@ -137,8 +134,8 @@ export interface EngineMetrics {
   storeWrite<T>(op: 'insert' | 'write', write: () => Promise<T>): Promise<T>;
   /** The clock with each timer's lateness recorded when it fires. */
   timedClock(clock: EngineClock): EngineClock;
-  /** Where the in-flight gauge counts: the live actors and the sleepers. */
-  observeLifecycles(entries: ReadonlyMap<string, Entry>, sleepers: SleepersByState): void;
+  /** Where the in-flight gauge counts: the lifecycles held, live or asleep. */
+  observeLifecycles(count: CountByTopState): void;
   /** Reads the open attention items now, then every 30 s until {@link stop}; reports both gauges. */
   start(store: LifecycleStore): Promise<void>;
   /** A person resolved an attention item: one fewer is open. */
@@ -216,14 +213,8 @@ export function createEngineMetrics(meter: Meter, logger?: Logger): EngineMetric
     refund: { api: 'refund' },
   } satisfies Record<CallApi, Attributes>;
   const writeAttributes = { insert: { op: 'insert' }, write: { op: 'write' } } as const;
-  const stateAttributes: Record<InFlightState, Attributes> = {
-    paying: { state: 'paying' },
-    awaitingResult: { state: 'awaitingResult' },
-    awaitingNotification: { state: 'awaitingNotification' },
-    cancelling: { state: 'cancelling' },
-    windowClosed: { state: 'windowClosed' },
-    refunding: { state: 'refunding' },
-  };
+  const stateAttributes = {} as Record<InFlightState, Attributes>;
+  for (const state of IN_FLIGHT_STATES) stateAttributes[state] = { state };
 
   /** Per API, `result` label → its attribute set. */
   const callAttributes: Record<CallApi, Map<string, Attributes>> = {
@@ -297,8 +288,7 @@ export function createEngineMetrics(meter: Meter, logger?: Logger): EngineMetric
 
   // ---- the gauges: read only when a reader collects --------------------------------------------
 
-  let live: ReadonlyMap<string, Entry> | undefined;
-  let sleepers: SleepersByState | undefined;
+  let countByTopState: CountByTopState | undefined;
   /** Full state string ('awaitingResult.pending') → its in-flight top-level state, or null if final. */
   const topLevel = new Map<string, InFlightState | null>();
   function topLevelOf(state: string): InFlightState | null {
@@ -338,25 +328,11 @@ export function createEngineMetrics(meter: Meter, logger?: Logger): EngineMetric
   }
 
   function observe(result: BatchObservableResult): void {
-    const counts: Record<InFlightState, number> = {
-      paying: 0,
-      awaitingResult: 0,
-      awaitingNotification: 0,
-      cancelling: 0,
-      windowClosed: 0,
-      refunding: 0,
-    };
-    if (live) {
-      for (const entry of live.values()) {
-        const top = topLevelOf(entry.state);
-        if (top) counts[top] += 1;
-      }
-    }
-    if (sleepers) {
-      for (const [state, n] of Object.entries(sleepers.countByTopState())) {
-        const top = topLevelOf(state);
-        if (top) counts[top] += n;
-      }
+    const counts = {} as Record<InFlightState, number>;
+    for (const state of IN_FLIGHT_STATES) counts[state] = 0;
+    for (const [state, n] of countByTopState?.() ?? []) {
+      const top = topLevelOf(state);
+      if (top) counts[top] += n;
     }
     for (const state of IN_FLIGHT_STATES) result.observe(inFlight, counts[state], stateAttributes[state]);
     if (attentionKnown) result.observe(attentionOpen, openAttention);
@@ -428,9 +404,8 @@ export function createEngineMetrics(meter: Meter, logger?: Logger): EngineMetric
       };
     },
 
-    observeLifecycles(entries, sleeping) {
-      live = entries;
-      sleepers = sleeping;
+    observeLifecycles(count) {
+      countByTopState = count;
     },
 
     async start(given) {

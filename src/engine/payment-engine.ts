@@ -11,6 +11,12 @@ import {
 } from '../../machines/policy.js';
 import type { AlipayPlusClient } from '../client/alipayplus-client.js';
 import { AlipayPlusLifecycleError } from '../errors.js';
+import {
+  createNotificationHandler,
+  type NotificationHandler,
+  type NotificationHandlerOptions,
+  type NotificationPort,
+} from '../notifications/notification-handler.js';
 import type { PayMode, PayRequest, PayRequestInput } from '../protocol/pay.js';
 import { sqliteStore } from '../stores/sqlite-store.js';
 import {
@@ -18,7 +24,6 @@ import {
   isSharedStore,
   type LifecycleStore,
   type StoredLifecycleInput,
-  type StoredNotification,
 } from '../stores/store.js';
 import { parseOrThrow } from '../validate.js';
 import {
@@ -32,31 +37,24 @@ import { admittingClock, CallLimiter } from './call-limiter.js';
 import { type EngineClock, systemClock } from './clock.js';
 import { DecisionLearner } from './decision-learner.js';
 import type { EngineEvents } from './engine-events.js';
-import { createGroupCommit, recordOf } from './group-commit.js';
+import { createGroupCommit } from './group-commit.js';
 import {
-  createLifecycleEntries,
-  type Entry,
+  createLifecycleTable,
+  type Lifecycle,
   machineInput,
   type PaymentView,
-  view,
   viewOfRecord,
-} from './lifecycle-entry.js';
+} from './lifecycle.js';
 import { type Logger, silentLogger } from './logger.js';
 import { createEngineMetrics, METER_NAME } from './metrics.js';
 import { createNotificationDelivery } from './notification-delivery.js';
-import {
-  createNotificationHandler,
-  type NotificationHandler,
-  type NotificationHandlerOptions,
-} from './notification-handler.js';
 import { completePay, MaxPayExpiry, samePayContent, withExpiry } from './pay-input.js';
 import { createScaleOut } from './scale-out.js';
 import { createSettlement } from './settlement.js';
-import { createSleeping } from './sleeping.js';
 import { TrackInput } from './track-input.js';
 
 export type { EngineEvents, LateNotificationEvent, TransitionEvent } from './engine-events.js';
-export { type PaymentView, stateString } from './lifecycle-entry.js';
+export { type PaymentView, stateString } from './lifecycle.js';
 
 /** Options of {@link createPaymentEngine}. */
 export interface PaymentEngineOptions {
@@ -143,13 +141,8 @@ export interface PaymentEngine {
   off<K extends keyof EngineEvents>(event: K, listener: (...args: EngineEvents[K]) => void): PaymentEngine;
   /** The notification endpoint: a `node:http` listener with a framework-neutral `handle()`. */
   notificationHandler(options: NotificationHandlerOptions): NotificationHandler;
-  /** Feeds a verified notification (the notification handler calls this after storing it). */
-  deliverNotification(notification: StoredNotification): Promise<void>;
-  /** Stores a verified notification durably; resolves once it is safe to acknowledge. */
-  storeNotification(notification: StoredNotification): Promise<void>;
   stop(): Promise<void>;
   readonly store: LifecycleStore;
-  readonly clock: EngineClock;
   /** Lifecycles held by this engine and not yet final, sleeping ones included. */
   readonly activeCount: number;
   /** Of those, the ones waiting without an actor (see `sleepAfterMs`). */
@@ -168,10 +161,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   const logger = options.logger ?? silentLogger;
   const metrics = createEngineMetrics(options.meter ?? otelMetrics.getMeter(METER_NAME), logger);
   const emitter = new EventEmitter();
-  const entries = new Map<string, Entry>();
   const tracking = new Map<string, Promise<PaymentView>>();
-  /** engine.pay() calls waiting for their pay's answer to be decided. */
-  const payWaiters = new Map<string, (() => void)[]>();
   const maxPayExpiryMs = MaxPayExpiry.parse(options.maxPayExpiryMs ?? {});
   // Identical policies are shared between contexts: thousands of payments, one policy object.
   const policies = new Map<string, ReturnType<typeof resolveLifecycleInput>['policy']>();
@@ -200,7 +190,6 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   const settlement = createSettlement({
     store,
     shared,
-    entries,
     emitter,
     logger,
     onSettled: options.onSettled,
@@ -214,14 +203,13 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     store,
     clock,
     logger,
-    entries,
     metrics,
     onConflict: loseOwnership,
     onFlushed(batch) {
       // settle() itself waits for the final snapshot to be durable: a batch put back is retried first.
-      for (const entry of batch) {
-        if (entry.lastSnapshot?.status === 'done') void settlement.settle(entry);
-        else sleeping.sleep(entry);
+      for (const lifecycle of batch) {
+        if (lifecycle.isFinal) void settlement.settle(lifecycle);
+        else lifecycle.sleepIfIdle();
       }
     },
   });
@@ -235,89 +223,68 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     client,
     clock,
     limiter,
-    entries,
+    lifecycles: { get: (id) => lifecycles.get(id) },
     durable,
     shared,
-    stopEntry,
     metrics,
     planFor(id, pspId) {
-      const context = entries.get(id)?.lastSnapshot?.context;
+      const context = lifecycles.get(id)?.view().context;
       if (!context || context.walletKey !== undefined || context.plan) return undefined;
       return planOf(context.policy, pspId, context.expiresAt - context.createdAt);
     },
   });
-  const { spawn, resume, send } = createLifecycleEntries({
-    entries,
+  const lifecycles = createLifecycleTable({
     machine,
     clock,
     actorClock,
     inspect: options.inspect,
     emitter,
-    persist: groupCommit.schedulePersist,
-    leftPaying,
-  });
-  const sleeping = createSleeping({
-    entries,
-    clock,
-    actorClock,
     minSleepMs: options.inspect ? Number.POSITIVE_INFINITY : (options.sleepAfterMs ?? 5_000),
-    resume,
+    persist: groupCommit.schedulePersist,
+    stopped(lifecycle, reason) {
+      if (reason === 'lease-lost')
+        logger.warn({ paymentRequestId: lifecycle.id }, 'lease lost; another worker owns this lifecycle now');
+      else if (reason === 'lease-expired')
+        logger.warn(
+          { paymentRequestId: lifecycle.id },
+          'lease not renewed in time; letting go of this lifecycle (its next owner decides)',
+        );
+    },
   });
-  const { held } = sleeping;
-  metrics.observeLifecycles(entries, sleeping);
+  metrics.observeLifecycles(() => lifecycles.countByTopState());
   const { applyInbox, deliverNotification } = createNotificationDelivery({
     store,
     clock,
     logger,
     emitter,
-    held,
-    send,
+    lifecycles,
     durable,
     metrics,
   });
   const scaleOut = createScaleOut({
     logger,
-    entries,
-    sleeping,
+    lifecycles,
     settlement,
-    resume,
     applyInbox,
     withUnappliedNotifications: () => store.withUnappliedNotifications(),
-    stopEntry,
     isStopping: () => stopping,
   });
 
-  function loseOwnership(entry: Entry): void {
+  function loseOwnership(lifecycle: Lifecycle): void {
     logger.error(
-      { paymentRequestId: entry.id },
+      { paymentRequestId: lifecycle.id },
       'lifecycle changed by another writer; stopping the local actor',
     );
-    stopEntry(entry);
+    lifecycle.stop('conflict');
     // Node's EventEmitter throws an 'error' nobody listens to: told only to those who asked.
     if (emitter.listenerCount('error') > 0)
       emitter.emit(
         'error',
         new AlipayPlusLifecycleError(
           'OWNERSHIP_LOST',
-          `lifecycle ${entry.id} was changed by another writer: this engine stopped its copy`,
+          `lifecycle ${lifecycle.id} was changed by another writer: this engine stopped its copy`,
         ),
       );
-  }
-
-  function stopEntry(entry: Entry): void {
-    entry.stopped = true;
-    entries.delete(entry.id);
-    entry.actor.stop();
-    leftPaying(entry);
-  }
-
-  /** The pay is decided: its waiters resume, and the request (re-sent only from `paying`) is let go. */
-  function leftPaying(entry: Entry): void {
-    if (entry.input.payRequest !== undefined) entry.input = machineInput(entry.input);
-    const list = payWaiters.get(entry.id);
-    if (!list) return;
-    payWaiters.delete(entry.id);
-    for (const resolve of list) resolve();
   }
 
   /**
@@ -365,14 +332,12 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     const stored = await store.load(id);
     if (stored) {
       if (stored.final) return viewOfRecord(stored);
-      const existing = entries.get(id);
-      if (existing) return view(existing);
-      const asleep = sleeping.view(id);
-      if (asleep) return asleep;
-      if (!shared) return view(resume(stored));
+      const held = lifecycles.get(id);
+      if (held) return held.view();
+      if (!shared) return lifecycles.restore(stored).view();
       // Shared: resume it here only if no other worker holds a live lease on it.
       const acquired = await shared.acquire(id);
-      return acquired ? view(resume(acquired)) : viewOfRecord(stored);
+      return acquired ? lifecycles.restore(acquired).view() : viewOfRecord(stored);
     }
     const now = clock.now();
     const createdAt = parsed.createdAt ?? now;
@@ -417,37 +382,30 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       if (plan && InquiryPlan.safeParse(plan).success) input.inquiryPlan = plan as number[];
     }
 
-    const entry = spawn(id, input, input.createdAt);
-    const record = recordOf(entry, 1, clock.now());
-    const inserted = await metrics.storeWrite('insert', () =>
-      store.insert(record, [{ paymentRequestId: id, at: now, from: '', to: record.state, event }]),
+    const lifecycle = await lifecycles.start(
+      input,
+      (record) =>
+        metrics.storeWrite('insert', () =>
+          store.insert(record, [{ paymentRequestId: id, at: now, from: '', to: record.state, event }]),
+        ),
+      clock.now(),
     );
-    if (!inserted) {
+    if (!lifecycle) {
       // Another engine (or an earlier call) stored it first: take what is stored.
       const again = await store.load(id);
       if (!again) throw new AlipayPlusLifecycleError('INVALID_INPUT', `payment ${id} could not be stored`);
       if (again.final) return viewOfRecord(again);
-      return viewOf(id) ?? view(resume(again));
+      return viewOf(id) ?? lifecycles.restore(again).view();
     }
-    entry.version = 1;
-    entry.durableVersion = 1;
-    entries.set(id, entry);
-    entry.actor.start();
-    await applyInbox(entry);
-    const shown = view(entry);
-    sleeping.sleep(entry);
+    await applyInbox(lifecycle);
+    const shown = lifecycle.view();
+    lifecycle.sleepIfIdle();
     return shown;
   }
 
   /** Resolves once the lifecycle has left `paying` (or is no longer held here). */
   function payDecided(id: string): Promise<void> {
-    const entry = entries.get(id);
-    if (!entry || entry.stopped || !entry.state.startsWith('paying')) return Promise.resolve();
-    return new Promise((resolve) => {
-      const list = payWaiters.get(id) ?? [];
-      list.push(resolve);
-      payWaiters.set(id, list);
-    });
+    return lifecycles.get(id)?.payDecided() ?? Promise.resolve();
   }
 
   function reused(id: string, why: string): AlipayPlusLifecycleError {
@@ -474,10 +432,10 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       if (!samePayContent(earlier, completed.request))
         throw reused(id, 'was already sent with other content');
       if (stored.final) return viewOfRecord(stored);
-      const entry = held(id) ?? (!shared ? resume(stored) : undefined);
-      if (!entry) return viewOfRecord(stored);
+      const lifecycle = lifecycles.held(id) ?? (!shared ? lifecycles.restore(stored) : undefined);
+      if (!lifecycle) return viewOfRecord(stored);
       await payDecided(id);
-      return viewOf(id) ?? view(entry);
+      return viewOf(id) ?? lifecycle.view();
     }
     const now = clock.now();
     const prepared = withExpiry(completed, now, maxPayExpiryMs);
@@ -498,20 +456,18 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     return viewOf(id) ?? started;
   }
 
-  /** What `engine.get()` shows of a lifecycle held here (with its actor or sleeping). */
+  /** What `engine.get()` shows of a lifecycle held here (in any phase). */
   function viewOf(id: string): PaymentView | undefined {
-    const entry = entries.get(id);
-    return entry ? view(entry) : sleeping.view(id);
+    return lifecycles.get(id)?.view();
   }
 
   const engine: PaymentEngine = {
     store,
-    clock,
     get activeCount() {
-      return entries.size + sleeping.size;
+      return lifecycles.activeCount;
     },
     get sleepingCount() {
-      return sleeping.size;
+      return lifecycles.sleepingCount;
     },
 
     async start() {
@@ -565,11 +521,11 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     },
 
     async outcome(id) {
-      const entry = entries.get(id);
-      const done =
-        entry?.lastSnapshot?.status === 'done' ? entry.lastSnapshot.output : settlement.finished(id)?.outcome;
-      if (done && !entry) return done;
-      if (!entry && !sleeping.has(id)) {
+      const lifecycle = lifecycles.get(id);
+      // Fired here already (a settlement still retrying its onSettled or mark is held meanwhile).
+      const done = settlement.finished(id)?.outcome;
+      if (done && (!lifecycle || lifecycle.phase === 'settling')) return done;
+      if (!lifecycle) {
         const stored = await store.load(id);
         if (!stored)
           throw new AlipayPlusLifecycleError(
@@ -585,8 +541,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
 
     async close(id) {
       ensureRunning();
-      const entry = held(id);
-      if (!entry) {
+      const lifecycle = lifecycles.held(id);
+      if (!lifecycle) {
         const stored = settlement.finished(id) ?? (await store.load(id).then((r) => r && viewOfRecord(r)));
         if (!stored)
           throw new AlipayPlusLifecycleError(
@@ -595,8 +551,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
           );
         return stored;
       }
-      send(entry, { type: 'CLOSE', at: clock.now() });
-      return view(entry);
+      lifecycle.send({ type: 'CLOSE', at: clock.now() });
+      return lifecycle.view();
     },
 
     async attention(attentionOptions) {
@@ -625,15 +581,18 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       return engine;
     },
 
-    async storeNotification(notification) {
-      ensureRunning();
-      await store.recordNotification(notification);
-    },
-
-    deliverNotification,
-
     notificationHandler(handlerOptions) {
-      return createNotificationHandler(engine, handlerOptions, logger, metrics.notification);
+      // The endpoint's port: this engine's store and delivery, kept off the public interface.
+      const port: NotificationPort = {
+        now: () => clock.now(),
+        async record(notification) {
+          ensureRunning();
+          await store.recordNotification(notification);
+        },
+        deliver: deliverNotification,
+        refused: metrics.notification,
+      };
+      return createNotificationHandler(port, handlerOptions, logger);
     },
 
     async stop() {
@@ -646,10 +605,9 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       clearInterval(learningTimer);
       await flushLearning();
       // Settlements still retrying are given back too: unmarked, the next owner (or start) fires them.
-      const owned = [...entries.keys(), ...sleeping.ids(), ...settlement.settlingIds];
+      const owned = [...lifecycles.ids()];
       settlement.stop();
-      for (const entry of [...entries.values()]) stopEntry(entry);
-      sleeping.dropAll();
+      lifecycles.stopAll('engine-stopped');
       if (shared) {
         await scaleOut.stopListening();
         // Drain: give the leases back so that the other workers adopt at once, not after the lease.

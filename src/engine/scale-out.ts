@@ -1,24 +1,17 @@
 import type { LifecycleRecord, SharedLifecycleStore } from '../stores/store.js';
-import type { Entry } from './lifecycle-entry.js';
+import type { Lifecycle, LifecycleTable } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import type { Settlement } from './settlement.js';
-import type { Sleeping } from './sleeping.js';
 
 /** What {@link createScaleOut} needs from the engine. */
 export interface ScaleOutOptions {
   logger: Logger;
-  /** The lifecycles held in memory: the ones whose leases this worker renews. */
-  entries: ReadonlyMap<string, Entry>;
-  /** The lifecycles held here without an actor: their leases are renewed too. */
-  sleeping: Pick<Sleeping, 'ids' | 'has' | 'sleepRecord' | 'held' | 'drop'>;
-  settlement: Pick<Settlement, 'settleAdopted' | 'settlingIds' | 'drop'>;
-  /** Restores a stored lifecycle into `entries`, started and re-armed. */
-  resume(record: LifecycleRecord): Entry;
-  applyInbox(entry: Entry): Promise<void>;
+  /** The lifecycles held here: the ones whose leases this worker renews. */
+  lifecycles: LifecycleTable;
+  settlement: Pick<Settlement, 'settleAdopted'>;
+  applyInbox(lifecycle: Lifecycle): Promise<void>;
   /** The payments with notifications not yet applied (one query). */
   withUnappliedNotifications(): Promise<string[]>;
-  /** Lets go of a lifecycle another worker owns now. */
-  stopEntry(entry: Entry): void;
   /** The engine is stopping: no round starts any more. */
   isStopping(): boolean;
 }
@@ -43,30 +36,25 @@ export interface ScaleOut {
  * lifecycles adopted, notifications routed to the owner by LISTEN (with a polling backstop).
  */
 export function createScaleOut(options: ScaleOutOptions): ScaleOut {
-  const {
-    logger,
-    entries,
-    sleeping,
-    settlement,
-    resume,
-    applyInbox,
-    withUnappliedNotifications,
-    stopEntry,
-    isStopping,
-  } = options;
+  const { logger, lifecycles, settlement, applyInbox, withUnappliedNotifications, isStopping } = options;
   const background: NodeJS.Timeout[] = [];
   let unlisten: (() => Promise<void>) | undefined;
 
   async function takeOver(records: LifecycleRecord[], waitForSettlements = true): Promise<void> {
     const resumed: string[] = [];
+    const finals: Lifecycle[] = [];
     for (const record of records) {
       const id = record.paymentRequestId;
-      if (record.final || entries.has(id) || sleeping.has(id)) continue;
-      // One that only waits for a far timer is not restored until then (see sleeping.ts).
-      if (!sleeping.sleepRecord(record)) resume(record);
+      if (lifecycles.get(id)) continue;
+      if (record.final) {
+        if (record.outcome) finals.push(lifecycles.adoptFinal(record));
+        continue;
+      }
+      // One that only waits for a far timer is not restored until then (see lifecycle.ts).
+      lifecycles.restore(record, true);
       resumed.push(id);
     }
-    const settling = settlement.settleAdopted(records.filter((record) => record.final && record.outcome));
+    const settling = settlement.settleAdopted(finals);
     if (!waitForSettlements)
       settling.catch((error: unknown) => logger.error({ err: error }, 'adopted settlements failed'));
     // A new owner first drains the inbox: notifications that arrived while nobody owned it. One
@@ -75,8 +63,8 @@ export function createScaleOut(options: ScaleOutOptions): ScaleOut {
     if (resumed.length > 0) {
       const waiting = new Set(await withUnappliedNotifications());
       for (const id of resumed) {
-        const entry = waiting.has(id) ? sleeping.held(id) : undefined;
-        if (entry) await applyInbox(entry);
+        const lifecycle = waiting.has(id) ? lifecycles.held(id) : undefined;
+        if (lifecycle) await applyInbox(lifecycle);
       }
     }
     if (waitForSettlements) await settling;
@@ -110,16 +98,8 @@ export function createScaleOut(options: ScaleOutOptions): ScaleOut {
     };
     const period = Math.max(200, Math.floor(store.leaseMs / 3));
     every(period, async () => {
-      const lost = await store.renew([...entries.keys(), ...sleeping.ids(), ...settlement.settlingIds]);
-      for (const id of lost) {
-        settlement.drop(id);
-        sleeping.drop(id);
-        const entry = entries.get(id);
-        if (entry) {
-          logger.warn({ paymentRequestId: id }, 'lease lost; another worker owns this lifecycle now');
-          stopEntry(entry);
-        }
-      }
+      const lost = await store.renew([...lifecycles.ids()]);
+      for (const id of lost) lifecycles.get(id)?.stop('lease-lost');
     });
     // Adoption a little off the renewal beat, so that workers do not all query at once.
     const adoptNow = every(period + Math.floor(Math.random() * 100), async () =>
@@ -128,15 +108,15 @@ export function createScaleOut(options: ScaleOutOptions): ScaleOut {
     // The backstop for a missed LISTEN wake-up.
     every(period * 2, async () => {
       for (const id of await store.ownedWithUnappliedNotifications()) {
-        const entry = sleeping.held(id);
-        if (entry) await applyInbox(entry);
+        const lifecycle = lifecycles.held(id);
+        if (lifecycle) await applyInbox(lifecycle);
       }
     });
     unlisten = await store.listen(
       (id) => {
-        const entry = sleeping.held(id);
-        if (entry)
-          void applyInbox(entry).catch((error: unknown) => logger.error({ err: error }, 'inbox failed'));
+        const lifecycle = lifecycles.held(id);
+        if (lifecycle)
+          void applyInbox(lifecycle).catch((error: unknown) => logger.error({ err: error }, 'inbox failed'));
       },
       // A worker drained: its lifecycles have no owner and no lease, so they are adopted at once.
       adoptNow,

@@ -14,12 +14,29 @@ import {
   parseSignatureHeader,
   signContent,
 } from '../client/signature.js';
+import type { Logger } from '../engine/logger.js';
 import { Id } from '../protocol/common.js';
 import { NOTIFY_ACK_SUCCESS, NotifyPaymentRequest } from '../protocol/notify-payment.js';
+import type { StoredNotification } from '../stores/store.js';
 import { parseOrThrow } from '../validate.js';
-import type { Logger } from './logger.js';
-import type { NotificationVerdict } from './metrics.js';
-import type { PaymentEngine } from './payment-engine.js';
+
+/**
+ * What the endpoint needs from whoever keeps the lifecycles (the engine passes its own): this file
+ * imports nothing of the engine's, so neither depends on the other's insides.
+ */
+export interface NotificationPort {
+  /** The time acks are stamped with, and a notification's `receivedAt`. */
+  now(): number;
+  /** Stores a verified notification durably; resolves once it is safe to acknowledge. */
+  record(notification: StoredNotification): Promise<void>;
+  /** Feeds a stored notification to its lifecycle; resolves once what it did there is durable. */
+  deliver(notification: StoredNotification): Promise<void>;
+  /** Counts each refusal (applied, duplicate and late are counted on delivery). */
+  refused?(verdict: RefusalVerdict): void;
+}
+
+/** Why a notification was refused before it was stored. */
+export type RefusalVerdict = 'refused-signature' | 'refused-client' | 'refused-schema';
 
 /**
  * Options of the notification endpoint. Keys come as the `keys` ring shared with the client (so
@@ -88,18 +105,17 @@ const APPLY_BUDGET_MS = 3_000;
  * and answer with a signed SUCCESS acknowledgement — the ack acknowledges receipt, not agreement.
  */
 export function createNotificationHandler(
-  engine: PaymentEngine,
+  port: NotificationPort,
   options: NotificationHandlerOptions,
   logger: Logger,
-  /** Counts each refusal (the engine's metrics); applied, duplicate and late are counted on delivery. */
-  countRefused: (verdict: NotificationVerdict) => void = () => undefined,
 ): NotificationHandler {
   const config = parseOrThrow(Options, options, 'notification handler options', 'INVALID_OPTIONS');
-  const keys = keyRingOf(config, () => engine.clock.now());
+  const keys = keyRingOf(config, () => port.now());
+  const countRefused = (verdict: RefusalVerdict) => port.refused?.(verdict);
 
   function respond(status: number, body: object, path: string): NotificationResponse {
     const text = JSON.stringify(body);
-    const time = new Date(engine.clock.now()).toISOString();
+    const time = new Date(port.now()).toISOString();
     const { privateKey, keyVersion } = keys.signingKey;
     const signature = signContent(
       buildSignContent({ method: 'POST', path, clientId: config.clientId, time, body: text }),
@@ -190,12 +206,12 @@ export function createNotificationHandler(
     const notification = {
       id: createHash('sha256').update(raw).digest('hex'),
       paymentRequestId: parsed.data.paymentRequestId,
-      receivedAt: engine.clock.now(),
+      receivedAt: port.now(),
       body: parsed.data,
       applied: false,
     };
     try {
-      await engine.storeNotification(notification);
+      await port.record(notification);
     } catch (error) {
       logger.error(
         { err: error, paymentRequestId: notification.paymentRequestId },
@@ -205,7 +221,7 @@ export function createNotificationHandler(
     }
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      engine.deliverNotification(notification).catch((error: unknown) => {
+      port.deliver(notification).catch((error: unknown) => {
         logger.error(
           { err: error, paymentRequestId: notification.paymentRequestId },
           'notification not applied yet',

@@ -298,7 +298,7 @@ export function sqliteStore(
   const handle = () => {
     if (!current)
       throw new AlipayPlusLifecycleError(
-        'INVALID_OPTIONS',
+        'STORE_UNAVAILABLE',
         'the SQLite store is not open: call open() (engine.start() does)',
       );
     return current;

@@ -10,6 +10,7 @@ import {
   type LifecycleOutcome,
   type LifecycleStore,
   memoryStore,
+  type NotificationResponse,
   type PaymentEngine,
   type PaymentEngineOptions,
   scaledClock,
@@ -22,6 +23,7 @@ import {
 } from '../../src/simulator/index.js';
 import { generateTestKeyPair, type TestKeyPair } from './keys.js';
 import { eventually } from './notify-receiver.js';
+import { signedNotification } from './signed-notification.js';
 
 export const CLIENT_ID = 'E2E_CLIENT';
 const acqpKeys = generateTestKeyPair();
@@ -35,6 +37,13 @@ export interface World {
   notifyUrl: string;
   settled: LifecycleOutcome[];
   acqp: TestKeyPair;
+  /** The clock the simulator and the engine share. */
+  clock: EngineClock;
+  /**
+   * Sends a notification straight to the engine's endpoint (its `handle()`), signed as Alipay+
+   * signs it: resolves with the endpoint's answer once it is acknowledged.
+   */
+  notify(body: object): Promise<NotificationResponse>;
   stop(): Promise<void>;
 }
 
@@ -90,12 +99,13 @@ export async function createWorld(
     ...options.engine,
   });
   await engine.start();
-  handler = engine.notificationHandler({
+  const endpoint = engine.notificationHandler({
     path: '/alipayplus/notify',
     alipayPublicKey: sim.publicKeyPem,
     privateKey: acqpKeys.privatePem,
     clientId: CLIENT_ID,
   });
+  handler = endpoint;
   return {
     sim,
     client,
@@ -104,6 +114,16 @@ export async function createWorld(
     notifyUrl,
     settled,
     acqp: acqpKeys,
+    clock,
+    notify: (body) =>
+      endpoint.handle(
+        signedNotification({
+          privatePem: alipayKeys.privatePem,
+          clientId: CLIENT_ID,
+          body,
+          time: new Date(clock.now()).toISOString(),
+        }),
+      ),
     async stop() {
       await engine.stop();
       server.closeAllConnections();
