@@ -238,7 +238,9 @@ describe('sqlite store: decision sketches', () => {
     const merges = [store.mergeDecisionSketch('w', batch(1)), store.mergeDecisionSketch('w', batch(1))];
     await store.close();
     expect((await Promise.all(merges)).map((m) => m.samples)).toEqual([1, 2]);
-    await expect(store.mergeDecisionSketch('w', batch(1))).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    await expect(store.mergeDecisionSketch('w', batch(1))).rejects.toMatchObject({
+      code: 'STORE_UNAVAILABLE',
+    });
     await store.open();
     expect((await store.decisionSketches()).get('w')?.samples).toBe(2);
     await store.close();

@@ -42,8 +42,11 @@ const PAYMENTS = 1_000;
  * settlement retries' real-time backoff, or a late event loop, into a minute of simulated time.
  * PostgreSQL's is lower: every store call there is a round trip through a pool of 10 connections, and
  * at SQLite's pace the arrivals alone queue enough calls in that pool to hold up the group commit.
+ * At 3×, with two CPU hogs beside it, the last PostgreSQL lifecycle finished 37–44 s after the heal
+ * (28–30 s quiet; the expiries alone put it near 30 s); CI runs it beside other PostgreSQL test
+ * files, so it gets 2× and the margin to the 60 s limit that gives.
  */
-const FACTOR = { sqlite: 5, postgresql: 3 } as const;
+const FACTOR = { sqlite: 5, postgresql: 2 } as const;
 /** Payments arrive evenly over this long (simulated ms) from the start of the store faults. */
 const ARRIVALS_MS = 20_000;
 /** How long the store fails (simulated ms). */

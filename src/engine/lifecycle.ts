@@ -766,9 +766,12 @@ export interface LifecycleTable {
     insert: (record: LifecycleRecord) => Promise<boolean>,
     now: number,
   ): Promise<Lifecycle | undefined>;
-  /** Restores a stored lifecycle (at a start, an adoption, a track): live, or asleep if `sleepy` and it only waits. */
+  /**
+   * Restores a stored lifecycle (at a start, an adoption, a track): live, or asleep if `sleepy` and
+   * it only waits. One held here already is returned as it is.
+   */
   restore(record: LifecycleRecord, sleepy?: boolean): Lifecycle;
-  /** Holds a final stored lifecycle whose settlement has not fired, for its settlement. */
+  /** Holds a final stored lifecycle whose settlement has not fired, for its settlement (or returns the one held). */
   adoptFinal(record: LifecycleRecord): Lifecycle;
   /** Stops every lifecycle held here. */
   stopAll(reason: StopReason): void;
@@ -811,8 +814,10 @@ export function createLifecycleTable(options: LifecycleTableOptions): LifecycleT
       Lifecycle.begin(home, lifecycle, live);
       return lifecycle;
     },
-    restore: (record, sleepy = false) => Lifecycle.restore(home, record, sleepy),
-    adoptFinal: (record) => Lifecycle.settling(home, record),
+    // One object per payment: one held already stays its owner.
+    restore: (record, sleepy = false) =>
+      table.get(record.paymentRequestId) ?? Lifecycle.restore(home, record, sleepy),
+    adoptFinal: (record) => table.get(record.paymentRequestId) ?? Lifecycle.settling(home, record),
     stopAll(reason) {
       for (const lifecycle of [...table.values()]) lifecycle.stop(reason);
     },

@@ -432,7 +432,8 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
       if (!samePayContent(earlier, completed.request))
         throw reused(id, 'was already sent with other content');
       if (stored.final) return viewOfRecord(stored);
-      const lifecycle = lifecycles.held(id) ?? (!shared ? lifecycles.restore(stored) : undefined);
+      // Held here already (in any phase), or restored now unless another worker may hold it.
+      const lifecycle = lifecycles.get(id) ?? (!shared ? lifecycles.restore(stored) : undefined);
       if (!lifecycle) return viewOfRecord(stored);
       await payDecided(id);
       return viewOf(id) ?? lifecycle.view();
