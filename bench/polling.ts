@@ -24,8 +24,8 @@ import {
 } from '../machines/index.js';
 import type { CancelOutcome, InquiryOutcome } from '../src/client/answers.js';
 import { DecisionLearner } from '../src/engine/decision-learner.js';
-import { MinHeap } from '../src/simulator/min-heap.js';
 import { seededRandom } from '../src/simulator/random.js';
+import { MinHeap } from '../src/util/min-heap.js';
 import { machineLine, percentile } from './machine.js';
 
 export interface Wallet {

@@ -49,7 +49,17 @@ export interface CallInput {
   ref: PaymentRef;
   /** 1 for the first inquiry (or cancel attempt), 2 for the second, ... A re-run after restore keeps its number. */
   attempt: number;
+  /** An inquiry's: what it is for (the engine admits a last look before routine polls). */
+  purpose?: InquiryPurpose;
+  /** An inquiry's: the payment's expiry; a routine poll is worth nothing after it (the last look is). */
+  notAfter?: number;
 }
+
+/**
+ * Why an inquiry is sent: a routine `poll` while the result is open, the `last-look` at expiry, or the
+ * `window-check` after the cancel window closed.
+ */
+export type InquiryPurpose = 'poll' | 'last-look' | 'window-check';
 
 /** Input of the invoked `pay` actor. The engine holds the request and sends exactly it. */
 export interface PayCallInput {
@@ -413,6 +423,8 @@ const WAITS = {
  * What a state means to the engine, read with `snapshot.hasTag()` rather than from state names (a
  * renamed state keeps its tags, and `test/lifecycle-tags.test.ts` checks which states carry them):
  * - `payUndecided`: the pay has not been decided; `engine.pay()` waits for the lifecycle to leave it.
+ * - `pollWait`: its timer starts a routine poll, which may wait for a call slot behind more urgent
+ *   calls (and is not sent at all past the payment's expiry: the last look replaces it).
  * - `readByTimer`: the state only reads (an inquiry). Entered by its timer (or by RESUME at its
  *   deadline) it is not written: a crash before the answer restores the waiting state, past its
  *   deadline, which inquires again. Its answer's write carries the audit entry.
@@ -420,7 +432,7 @@ const WAITS = {
  *   recorded as late.
  * - `cancelCall`: a call's answer here is the cancel's, and its code is the one the audit shows.
  */
-export type LifecycleTag = 'payUndecided' | 'readByTimer' | 'sealed' | 'cancelCall';
+export type LifecycleTag = 'payUndecided' | 'pollWait' | 'readByTimer' | 'sealed' | 'cancelCall';
 
 /**
  * When a lifecycle resting in a plain waiting state (`awaitingResult.pending`,
@@ -908,6 +920,7 @@ export const paymentLifecycleMachine = setup({
       on: whileResultOpen(),
       states: {
         pending: {
+          tags: ['pollWait'],
           after: { untilNextInquiry: { target: 'inquiring', actions: 'sendInquiry' } },
           on: {
             // Restored at or past its deadline: the inquiry goes out now, as the timer's would.
@@ -921,7 +934,7 @@ export const paymentLifecycleMachine = setup({
           tags: ['readByTimer'],
           invoke: {
             src: 'inquiryPayment',
-            input: inquiryInput,
+            input: inquiryInput('poll'),
             onDone: inquiryTransitions('polling'),
             // The call actor itself failed (it should not: the client never throws): "no result received".
             onError: { target: 'deciding', actions: 'recordAnswer' },
@@ -965,7 +978,7 @@ export const paymentLifecycleMachine = setup({
           tags: ['readByTimer'],
           invoke: {
             src: 'inquiryPayment',
-            input: inquiryInput,
+            input: inquiryInput('last-look'),
             onDone: inquiryTransitions('last-look'),
             onError: {
               target: '#paymentLifecycle.cancelling',
@@ -1028,7 +1041,7 @@ export const paymentLifecycleMachine = setup({
           entry: 'sendWindowCheck',
           invoke: {
             src: 'inquiryPayment',
-            input: inquiryInput,
+            input: inquiryInput('window-check'),
             onDone: windowCheckTransitions(),
             onError: windowCheckTransitions().slice(-2),
           },
@@ -1081,8 +1094,14 @@ export const paymentLifecycleMachine = setup({
 });
 
 /** The input of every inquiry: exactly one reference, and the inquiry's number. */
-function inquiryInput({ context }: { context: LifecycleContext }): CallInput {
-  return { paymentRequestId: context.paymentRequestId, ref: inquiryRef(context), attempt: context.inquiries };
+function inquiryInput(purpose: InquiryPurpose) {
+  return ({ context }: { context: LifecycleContext }): CallInput => ({
+    paymentRequestId: context.paymentRequestId,
+    ref: inquiryRef(context),
+    attempt: context.inquiries,
+    purpose,
+    notAfter: context.expiresAt,
+  });
 }
 
 /** What `awaitingResult` and `awaitingNotification` both take: a notification, or the merchant closing. */

@@ -40,8 +40,10 @@ export {
 export {
   type CallInput,
   type CallResult,
+  type InquiryPurpose,
   type LifecycleContext,
   type LifecycleEvent,
+  type LifecycleTag,
   type PayCallInput,
   type PaymentLifecycleMachine,
   paymentLifecycleMachine,
@@ -97,7 +99,9 @@ export {
 export { lifecycleJson, lifecycleMermaid } from './diagram.js';
 // The engine: one lifecycle per payment, from before `pay` to its final outcome.
 export type { AttentionView, ResolveAttentionInput } from './engine/attention.js';
-export type { AttentionResolvedEvent } from './engine/engine-events.js';
+export type { CallApi, CallUrgency, RateCap } from './engine/call-limiter.js';
+export type { AttentionResolvedEvent, BrakeEvent } from './engine/engine-events.js';
+export type { BrakeOptions } from './engine/incident-brake.js';
 export {
   createPaymentEngine,
   DEFAULT_MAX_PAY_EXPIRY_MS,

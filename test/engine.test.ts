@@ -808,6 +808,80 @@ describe('admission control', () => {
       await engine.stop();
     }
   });
+
+  it('a cancel retry that comes due behind 200 routine polls waiting for a slot is sent first', async () => {
+    const sent: { api: string; id: string; answer: (outcome: unknown) => void }[] = [];
+    const processing: InquiryOutcome = {
+      kind: 'answer',
+      raw: '{}',
+      responseTime: '2026-01-01T00:00:00Z',
+      result: { resultCode: 'SUCCESS', resultStatus: 'S' },
+      paymentResult: { resultCode: 'PAYMENT_IN_PROCESS', resultStatus: 'U' },
+    };
+    const idOf = (ref: object) => ('paymentRequestId' in ref ? String(ref.paymentRequestId) : '');
+    // A cancel goes out only once `cancelling` is durable: the test waits for that write.
+    const written = new Set<string>();
+    const inner = memoryStore();
+    const store: LifecycleStore = {
+      ...inner,
+      async write(writes) {
+        const conflicts = await inner.write(writes);
+        for (const w of writes) written.add(`${w.record.paymentRequestId} ${w.record.state}`);
+        return conflicts;
+      },
+    };
+    const engine = createPaymentEngine({
+      client: {
+        inquiryPayment: (ref) =>
+          new Promise((answer) => sent.push({ api: 'inquiry', id: idOf(ref), answer: answer as never })),
+        cancelPayment: (ref) =>
+          new Promise((answer) => sent.push({ api: 'cancel', id: idOf(ref), answer: answer as never })),
+      },
+      store,
+      maxConcurrentCalls: 1,
+      policy: { inquiryScheduleMs: [60_000], cancelRetryScheduleMs: [50] },
+    });
+    await engine.start();
+    try {
+      const now = Date.now();
+      const ids = Array.from({ length: 201 }, (_, i) => `Q-${String(i).padStart(3, '0')}`);
+      // All due at once: the first takes the only slot, the other 200 wait for it in their timer state.
+      for (const id of ids)
+        await engine.track({
+          paymentRequestId: id,
+          createdAt: now - 61_000,
+          paymentExpiryTime: now + 3_600_000,
+        });
+      await eventually(() => sent.length === 1);
+      // The merchant closes one whose poll waits. Its cancel is queued for the slot…
+      const closed = ids[150] as string;
+      await engine.close(closed);
+      await eventually(() => written.has(`${closed} cancelling.requesting`));
+      sent[0]?.answer(processing);
+      await eventually(() => sent.length === 2);
+      expect(sent[1]).toMatchObject({ api: 'cancel', id: closed });
+      // …and gets no answer: its retry comes due 50 ms later, while a poll holds the slot and 199 wait.
+      sent[1]?.answer({ kind: 'no-result', reason: 'network', detail: 'reset' });
+      await eventually(() => sent.length === 3);
+      expect(sent[2]?.api).toBe('inquiry');
+      await eventually(() => written.has(`${closed} cancelling.retryWait`));
+      await new Promise((resolve) => setTimeout(resolve, 100)); // the retry is due by now
+      sent[2]?.answer(processing);
+      await eventually(() => sent.length === 4);
+      // First come would send the 199 polls first (they came due a minute earlier): the cancel goes.
+      expect(sent[3]).toMatchObject({ api: 'cancel', id: closed });
+      sent[3]?.answer({
+        kind: 'answer',
+        raw: '{}',
+        responseTime: '',
+        result: { resultCode: 'SUCCESS', resultStatus: 'S' },
+      });
+      expect((await engine.outcome(closed)).status).toBe('cancelled');
+    } finally {
+      for (const call of sent) call.answer(processing);
+      await engine.stop();
+    }
+  });
 });
 
 describe('audit and inspection labels', () => {

@@ -24,6 +24,7 @@ describe('state tags', () => {
         .map(pathOf)
         .sort();
     expect(carriers('payUndecided')).toEqual(['paying']);
+    expect(carriers('pollWait')).toEqual(['awaitingResult.pending']);
     expect(carriers('readByTimer')).toEqual(['awaitingNotification.lastLook', 'awaitingResult.inquiring']);
     expect(carriers('sealed')).toEqual(['cancelling', 'refunding', 'windowClosed']);
     expect(carriers('cancelCall')).toEqual(['cancelling']);

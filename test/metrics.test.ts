@@ -323,3 +323,36 @@ describe('engine metrics', () => {
     },
   );
 });
+
+describe('the incident brake, against an Alipay+ outage', () => {
+  it('engages once during the outage (gauge 1, routine polls paced), then releases on its own (gauge 0)', async () => {
+    const m = harness();
+    const w = await world({
+      engine: { meter: m.meter, policy: { inquiryScheduleMs: [1_000] }, brake: { pollsPerSecond: 2 } },
+      simulator: { defaultExpiryMs: 1_800_000 },
+    });
+    const changes: { engaged: boolean; at: number }[] = [];
+    w.engine.on('brake', (event) => changes.push({ engaged: event.engaged, at: event.at }));
+    const ids = Array.from({ length: 30 }, (_, i) => `BRAKE-${i}`);
+    for (const id of ids) await payAndTrack(w, id, { decideAfterMs: null, notify: { mode: 'none' } });
+    // Alipay+ answers 503 to everything for two simulated minutes.
+    const from = w.sim.now();
+    w.sim.setLoad({ outages: [{ from, until: from + 120_000, fault: 'http-503' }] });
+    await eventually(() => changes.length === 1, 10_000);
+    expect(changes[0]?.engaged).toBe(true);
+    expect((await m.collect()).value(M.brake.name)).toBe(1);
+    // While engaged, routine polls go out at about 2 a (simulated) second, not 30.
+    const engagedAt = changes[0]?.at as number;
+    await eventually(() => w.sim.now() > engagedAt + 30_000, 10_000);
+    const polls = w.sim
+      .calls()
+      .filter((c) => c.api === 'inquiryPayment' && c.at > engagedAt + 2_000 && c.at <= engagedAt + 30_000);
+    expect(polls.length).toBeLessThanOrEqual(2 * 28 + 2);
+    expect(polls.length).toBeGreaterThan(0); // still probing
+    // The outage ends: answers come back, and the brake releases by itself.
+    w.sim.setLoad(undefined);
+    await eventually(() => changes.length === 2, 20_000);
+    expect(changes.map((c) => c.engaged)).toEqual([true, false]);
+    expect((await m.collect()).value(M.brake.name)).toBe(0);
+  });
+});

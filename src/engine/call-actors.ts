@@ -17,7 +17,7 @@ import type {
 } from '../client/answers.js';
 import type { PayRequest } from '../protocol/pay.js';
 import type { SharedLifecycleStore } from '../stores/store.js';
-import type { CallLimiter } from './call-limiter.js';
+import type { CallAdmission, CallApi, CallLimiter } from './call-limiter.js';
 import type { EngineClock } from './clock.js';
 import type { Lifecycle, LifecycleTable } from './lifecycle.js';
 import type { EngineMetrics } from './metrics.js';
@@ -40,6 +40,8 @@ export interface CallActorsOptions {
   shared: SharedLifecycleStore | undefined;
   /** Counts and times each call actually sent (not one aborted or refused before sending). */
   metrics: Pick<EngineMetrics, 'call'>;
+  /** Sees each sent call's outcome (the incident brake counts them). */
+  onCall?(api: CallApi, outcome: InquiryOutcome | CancelOutcome | PayOutcome | RefundOutcome): void;
   /**
    * The adaptive plan for a lifecycle that has no wallet yet, now that an answer names one
    * (`pspId`); `undefined` when it needs none.
@@ -55,9 +57,33 @@ const abortedCall = (): NoResult => ({
 
 const notSent = (detail: string): NoResult => ({ kind: 'no-result', reason: 'not-sent', detail });
 
+const PAY: CallAdmission = { api: 'pay', urgency: 'deadline' };
+const REFUND: CallAdmission = { api: 'refund', urgency: 'refund' };
+const CANCEL: CallAdmission = { api: 'cancelPayment', urgency: 'cancel' };
+const LAST_LOOK: CallAdmission = { api: 'inquiryPayment', urgency: 'deadline' };
+const WINDOW_CHECK: CallAdmission = { api: 'inquiryPayment', urgency: 'refund' };
+
+/** An inquiry's admission: by what the machine says it is for. */
+function inquiryAdmission(input: CallInput): CallAdmission {
+  if (input.purpose === 'last-look') return LAST_LOOK;
+  if (input.purpose === 'window-check') return WINDOW_CHECK;
+  return { api: 'inquiryPayment', urgency: 'poll', deadline: input.notAfter };
+}
+
 /** The lifecycle machine with the engine's calls: pay, refund, inquiry and cancel, each through the limiter. */
 export function provideCallActors(options: CallActorsOptions): typeof paymentLifecycleMachine {
-  const { client, clock, limiter, lifecycles, durable, shared, metrics, planFor } = options;
+  const { client, clock, limiter, lifecycles, durable, shared, planFor, onCall } = options;
+  /** A call, counted and timed, and shown to `onCall`. */
+  const metrics = {
+    async call<T extends InquiryOutcome | CancelOutcome | PayOutcome | RefundOutcome>(
+      api: CallApi,
+      send: () => Promise<T>,
+    ): Promise<T> {
+      const outcome = await options.metrics.call(api, send);
+      onCall?.(api, outcome);
+      return outcome;
+    },
+  };
 
   /** An answer's result, with the plan for its wallet when the lifecycle learns its wallet from it. */
   function resultOf<T extends InquiryOutcome | PayOutcome>(
@@ -86,13 +112,32 @@ export function provideCallActors(options: CallActorsOptions): typeof paymentLif
     return true;
   }
 
+  /**
+   * A side effect (a pay, a cancel, a refund): its call slot is taken first, in its turn by urgency,
+   * and only then is it checked that everything its lifecycle did is durable and the lease holds.
+   * Taken the other way round, the slot a due cancel was given would go to a poll while the cancel
+   * waited for its write.
+   */
+  function sideEffect<T>(
+    id: string,
+    admission: CallAdmission,
+    signal: AbortSignal,
+    send: () => Promise<T | NoResult>,
+  ): Promise<T | NoResult> {
+    return limiter.run(
+      admission,
+      signal,
+      async () => ((await mayAct(id)) ? send() : abortedCall()),
+      abortedCall,
+    );
+  }
+
   return paymentLifecycleMachine.provide({
     actors: {
       pay: fromPromise<CallResult<PayOutcome>, PayCallInput>(async ({ input, signal }) => {
         // Sent only once `paying` (with the exact request) is durable: a crash cannot lose a sent pay.
-        if (!(await mayAct(input.paymentRequestId))) return { outcome: abortedCall(), at: clock.now() };
-        const request = lifecycles.get(input.paymentRequestId)?.payRequest as PayRequest | undefined;
-        const send = () => {
+        const send = (): Promise<PayOutcome> => {
+          const request = lifecycles.get(input.paymentRequestId)?.payRequest as PayRequest | undefined;
           // Checked once a call slot is ours, right before signing: no pay in the last second before
           // expiry (it could not arrive in time) nor after it.
           if (clock.now() >= input.notAfter - PAY_CUTOFF_MS)
@@ -101,11 +146,10 @@ export function provideCallActors(options: CallActorsOptions): typeof paymentLif
           const payClient = client as Required<typeof client>; // has pay(): checked just above
           return metrics.call('pay', () => payClient.pay(request, { signal }));
         };
-        return resultOf(input.paymentRequestId, await limiter.run(signal, send, abortedCall));
+        return resultOf(input.paymentRequestId, await sideEffect(input.paymentRequestId, PAY, signal, send));
       }),
       refund: fromPromise<CallResult<RefundOutcome>, RefundCallInput>(async ({ input, signal }) => {
         // Sent only once `refunding` is durable, with the same refundRequestId every time.
-        if (!(await mayAct(input.paymentRequestId))) return { outcome: abortedCall(), at: clock.now() };
         const refund = client.refund;
         if (!refund) return { outcome: notSent('the client has no refund()'), at: clock.now() };
         const request = {
@@ -115,10 +159,8 @@ export function provideCallActors(options: CallActorsOptions): typeof paymentLif
           refundReason: REFUND_DUE_REASON,
         };
         return {
-          outcome: await limiter.run(
-            signal,
-            () => metrics.call('refund', () => refund(request, { signal })),
-            abortedCall,
+          outcome: await sideEffect(input.paymentRequestId, REFUND, signal, () =>
+            metrics.call('refund', () => refund(request, { signal })),
           ),
           at: clock.now(),
         };
@@ -127,6 +169,7 @@ export function provideCallActors(options: CallActorsOptions): typeof paymentLif
         resultOf(
           input.paymentRequestId,
           await limiter.run(
+            inquiryAdmission(input),
             signal,
             () => metrics.call('inquiryPayment', () => client.inquiryPayment(input.ref, { signal })),
             abortedCall,
@@ -135,12 +178,9 @@ export function provideCallActors(options: CallActorsOptions): typeof paymentLif
       ),
       cancelPayment: fromPromise<CallResult<CancelOutcome>, CallInput>(async ({ input, signal }) => {
         // A cancel goes out only once "cancelling" is durable: a crash now cannot forget that it was sent.
-        if (!(await mayAct(input.paymentRequestId))) return { outcome: abortedCall(), at: clock.now() };
         return {
-          outcome: await limiter.run(
-            signal,
-            () => metrics.call('cancelPayment', () => client.cancelPayment(input.ref, { signal })),
-            abortedCall,
+          outcome: await sideEffect(input.paymentRequestId, CANCEL, signal, () =>
+            metrics.call('cancelPayment', () => client.cancelPayment(input.ref, { signal })),
           ),
           at: clock.now(),
         };

@@ -1,89 +1,354 @@
+import { MinHeap } from '../util/min-heap.js';
 import type { EngineClock } from './clock.js';
 
+/** An Alipay+ API the engine calls. */
+export type CallApi = 'pay' | 'inquiryPayment' | 'cancelPayment' | 'refund';
+
 /**
- * Admission control for Alipay+ calls: at most `limit` in flight, the rest wait in order. Without
- * it, an overloaded engine signs requests that then time out in the connection queue — RSA work
- * spent for nothing, and fewer answers per second exactly when they matter.
+ * How urgent a call is, most urgent first (see docs/architecture.md, "Admission"):
+ * - `cancel`: its refusal (or its absence) can charge a customer for goods never handed over;
+ * - `deadline`: the last look at expiry, and a pay still before its expiry: each is worth something
+ *   only now;
+ * - `refund`: a refund, or the check after the cancel window that may lead to one: money owed back,
+ *   but its deadline is days away;
+ * - `poll`: a routine inquiry, earliest deadline (the payment's expiry) first. One still waiting at
+ *   its deadline is the payment's last look now (its answer decides, or the cancel follows), so it
+ *   moves up, behind the cancels and the other last looks.
+ */
+export type CallUrgency = 'cancel' | 'deadline' | 'refund' | 'poll';
+
+const RANK: Record<CallUrgency, number> = { cancel: 0, deadline: 1, refund: 2, poll: 3 };
+
+/** What a call asks the limiter for. */
+export interface CallAdmission {
+  api: CallApi;
+  urgency: CallUrgency;
+  /** For a poll: the payment's expiry (engine clock ms). Earliest first among polls; past it, urgent. */
+  deadline?: number;
+}
+
+/** A cap on one API's calls per second (engine clock): a token bucket. */
+export interface RateCap {
+  /** Calls per second, sustained. */
+  perSecond: number;
+  /** Calls that may go out at once after a quiet spell. Default: one second's worth (at least 1). */
+  burst?: number;
+}
+
+/** What a waiting call is told when it is its turn. */
+type Grant = (verdict: 'go' | 'aborted') => void;
+
+interface Waiter {
+  at: number;
+  seq: number;
+  api: CallApi;
+  grant: Grant;
+  /** Taken out of the queue (aborted); a heap entry is dropped when it surfaces. */
+  gone: boolean;
+}
+
+class TokenBucket {
+  private tokens: number;
+  private refilledAt: number;
+  private readonly burst: number;
+
+  constructor(
+    private readonly cap: RateCap,
+    now: number,
+  ) {
+    this.burst = Math.max(1, cap.burst ?? Math.ceil(cap.perSecond));
+    this.tokens = this.burst;
+    this.refilledAt = now;
+  }
+
+  /** Whether a token is there now. */
+  has(now: number): boolean {
+    this.refill(now);
+    return this.tokens >= 1;
+  }
+
+  /** Takes a token (check {@link has} first). */
+  take(now: number): void {
+    this.refill(now);
+    this.tokens -= 1;
+  }
+
+  /** How long (ms) until the next token. */
+  waitMs(now: number): number {
+    this.refill(now);
+    return this.tokens >= 1 ? 0 : Math.ceil(((1 - this.tokens) * 1_000) / this.cap.perSecond);
+  }
+
+  private refill(now: number): void {
+    const elapsed = Math.max(0, now - this.refilledAt);
+    this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.cap.perSecond) / 1_000);
+    this.refilledAt = now;
+  }
+}
+
+/** What {@link CallLimiter} is made with. */
+export interface CallLimiterOptions {
+  /** Calls in flight at most. */
+  limit: number;
+  /** Its time: deadlines and rate caps are on it. */
+  clock: Pick<EngineClock, 'now' | 'setTimeout' | 'clearTimeout'>;
+  /** Per-API rate caps; an API without one is limited by `limit` only. */
+  rateCaps?: Partial<Record<CallApi, RateCap>>;
+}
+
+/**
+ * Admission control for Alipay+ calls: at most `limit` in flight; the others wait, unsigned, and are
+ * admitted by urgency, not by arrival (cancels first, routine polls last, earliest deadline first).
+ * Without it, an overloaded engine signs requests that then time out in the connection queue (RSA
+ * work spent for nothing, and fewer answers per second exactly when they matter), and a cancel waits
+ * behind polls of payments that have minutes left. An API with a rate cap takes a token per call as
+ * well; a call whose API has none left waits, and the next class may go first.
  */
 export class CallLimiter {
   private active = 0;
-  private readonly waiting: (() => void)[] = [];
+  private seq = 0;
+  /** FIFO queues of the cancel, deadline and refund classes; polls in a heap by deadline. */
+  private readonly fifo: [Waiter[], Waiter[], Waiter[]] = [[], [], []];
+  private readonly polls = new MinHeap<Waiter>();
+  private waiting = 0;
+  private readonly buckets = new Map<CallApi, TokenBucket>();
+  /** Routine polls' own pace while the incident brake is engaged. */
+  private pollPace: TokenBucket | undefined;
+  private tokenTimer: unknown;
+  private readonly limit: number;
+  private readonly clock: CallLimiterOptions['clock'];
   /** Called when a slot frees up and no call is waiting for it. */
   onRoom: (() => void) | undefined;
 
-  constructor(private readonly limit: number) {}
+  constructor(options: CallLimiterOptions) {
+    this.limit = options.limit;
+    this.clock = options.clock;
+    for (const [api, cap] of Object.entries(options.rateCaps ?? {}) as [CallApi, RateCap][])
+      this.buckets.set(api, new TokenBucket(cap, this.clock.now()));
+  }
 
   get inFlight(): number {
     return this.active;
   }
 
   get queued(): number {
-    return this.waiting.length;
+    return this.waiting;
   }
 
-  /** A call started now would be sent at once. */
+  /** A call started now would be sent at once (rate caps aside). */
   get hasRoom(): boolean {
-    return this.active < this.limit && this.waiting.length === 0;
+    return this.active < this.limit && this.waiting === 0;
   }
 
-  /** Resolves true when a slot is taken, false if `signal` aborted first (no slot is held then). */
-  acquire(signal?: AbortSignal): Promise<boolean> {
-    if (signal?.aborted) return Promise.resolve(false);
-    if (this.active < this.limit) {
+  /**
+   * Whether a call of this urgency, started now, would not wait behind others: a slot is free and,
+   * for a routine poll, nothing waits at all (a more urgent call only waits for its API's tokens).
+   */
+  roomFor(urgency: CallUrgency): boolean {
+    return urgency === 'poll' ? this.hasRoom : this.active < this.limit;
+  }
+
+  /**
+   * Paces routine polls at `perSecond` (the incident brake engaged), or lifts the pace (`undefined`).
+   * Cancels, last looks, pays and refunds are not affected.
+   */
+  pacePolls(perSecond: number | undefined): void {
+    this.pollPace =
+      perSecond === undefined ? undefined : new TokenBucket({ perSecond, burst: 1 }, this.clock.now());
+    this.dispatch();
+  }
+
+  /**
+   * Resolves `go` when a slot (and its API's token) is taken, `aborted` if `signal` fired first (no
+   * slot is held then).
+   */
+  acquire(admission: CallAdmission, signal?: AbortSignal): Promise<'go' | 'aborted'> {
+    if (signal?.aborted) return Promise.resolve('aborted');
+    const now = this.clock.now();
+    if (
+      this.active < this.limit &&
+      this.waiting === 0 &&
+      this.takeToken(admission.api, now, admission.urgency === 'poll')
+    ) {
       this.active++;
-      return Promise.resolve(true);
+      return Promise.resolve('go');
     }
     return new Promise((resolve) => {
-      const grant = () => {
-        signal?.removeEventListener('abort', onAbort);
-        this.active++;
-        resolve(true);
+      const waiter: Waiter = {
+        at: admission.urgency === 'poll' ? (admission.deadline ?? Number.POSITIVE_INFINITY) : 0,
+        seq: this.seq++,
+        api: admission.api,
+        gone: false,
+        grant: (verdict) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(verdict);
+        },
       };
       const onAbort = () => {
-        const at = this.waiting.indexOf(grant);
-        if (at >= 0) this.waiting.splice(at, 1);
-        resolve(false);
+        if (waiter.gone) return;
+        waiter.gone = true;
+        this.waiting--;
+        resolve('aborted');
+        this.dispatch();
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.waiting.push(grant);
+      if (admission.urgency === 'poll') this.polls.push(waiter);
+      else this.fifo[RANK[admission.urgency] as 0 | 1 | 2].push(waiter);
+      this.waiting++;
+      this.dispatch();
     });
   }
 
   release(): void {
     this.active--;
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.onRoom?.();
+    this.dispatch();
+    if (this.active < this.limit) this.onRoom?.();
   }
 
-  /** Runs `call` in a slot; `aborted` is returned if the signal fires before a slot is free. */
-  async run<T>(signal: AbortSignal | undefined, call: () => Promise<T>, aborted: () => T): Promise<T> {
-    if (!(await this.acquire(signal))) return aborted();
+  /** Runs `call` in a slot; `aborted()` is returned if the signal fires first. */
+  async run<T>(
+    admission: CallAdmission,
+    signal: AbortSignal | undefined,
+    call: () => Promise<T>,
+    aborted: () => T,
+  ): Promise<T> {
+    if ((await this.acquire(admission, signal)) !== 'go') return aborted();
     try {
       return await call();
     } finally {
       this.release();
     }
   }
+
+  /** Grants free slots to the most urgent waiters whose API has a token. */
+  private dispatch(): void {
+    while (this.active < this.limit && this.waiting > 0) {
+      const now = this.clock.now();
+      const next = this.nextAdmissible(now);
+      if (!next) {
+        this.wakeForTokens(now);
+        return;
+      }
+      this.waiting--;
+      next.gone = true;
+      this.active++;
+      next.grant('go');
+    }
+  }
+
+  /**
+   * The most urgent waiter that may go now (taking its token), or none: cancels, last looks and pays,
+   * polls whose deadline has come (last looks now), refunds, then the other polls.
+   */
+  private nextAdmissible(now: number): Waiter | undefined {
+    const [cancels, deadlines, refunds] = this.fifo;
+    const poll = this.pollHead();
+    return (
+      this.headOf(cancels, now) ??
+      this.headOf(deadlines, now) ??
+      (poll && now >= poll.at ? this.pollIfToken(now) : undefined) ??
+      this.headOf(refunds, now) ??
+      this.pollIfToken(now)
+    );
+  }
+
+  private headOf(queue: Waiter[], now: number): Waiter | undefined {
+    while (queue.length > 0 && (queue[0] as Waiter).gone) queue.shift();
+    const head = queue[0];
+    return head && this.takeToken(head.api, now) ? queue.shift() : undefined;
+  }
+
+  private pollHead(): Waiter | undefined {
+    let head = this.polls.peek();
+    while (head?.gone) {
+      this.polls.pop();
+      head = this.polls.peek();
+    }
+    return head;
+  }
+
+  private pollIfToken(now: number): Waiter | undefined {
+    const head = this.pollHead();
+    return head && this.takeToken(head.api, now, true) ? this.polls.pop() : undefined;
+  }
+
+  /** Takes the API's token (and a poll's pace token, while paced) if all are there; else none. */
+  private takeToken(api: CallApi, now: number, poll = false): boolean {
+    const bucket = this.buckets.get(api);
+    const pace = poll ? this.pollPace : undefined;
+    if ((bucket && !bucket.has(now)) || (pace && !pace.has(now))) return false;
+    bucket?.take(now);
+    pace?.take(now);
+    return true;
+  }
+
+  /** Every waiter's API is out of tokens: look again when the first token comes. */
+  private wakeForTokens(now: number): void {
+    if (this.tokenTimer !== undefined) return;
+    let soonest = Number.POSITIVE_INFINITY;
+    for (const bucket of this.buckets.values()) soonest = Math.min(soonest, bucket.waitMs(now));
+    if (this.pollPace) soonest = Math.min(soonest, this.pollPace.waitMs(now));
+    if (!Number.isFinite(soonest)) return;
+    this.tokenTimer = this.clock.setTimeout(
+      () => {
+        this.tokenTimer = undefined;
+        this.dispatch();
+      },
+      Math.max(1, soonest),
+    );
+  }
+}
+
+/** Who set a timer: asked when it fires how urgent the call it starts is. */
+export interface TimerOwner {
+  /** The urgency (and, for a routine poll, the deadline) of what the timer starts now. */
+  timerAdmission(): { urgency: CallUrgency; deadline?: number };
+}
+
+/** The actors' clock: a timer may name its owner, so that it waits for a slot in its turn. */
+export interface ActorClock extends EngineClock {
+  setTimeout(fn: () => void, ms: number, owner?: TimerOwner): unknown;
+}
+
+/** Orders waiting timers: by urgency, then a poll's deadline; equal keys keep their order. */
+const RANK_SPAN = 2 ** 50; // above any epoch-ms deadline
+function timerKey(admission: { urgency: CallUrgency; deadline?: number }): number {
+  const rank = RANK[admission.urgency] * RANK_SPAN;
+  return admission.urgency === 'poll'
+    ? rank + Math.min(admission.deadline ?? RANK_SPAN - 1, RANK_SPAN - 1)
+    : rank;
 }
 
 /**
- * The lifecycles' clock, gated by the limiter: a timer that comes due while every call slot is taken
- * (or calls are already queued) waits, in due order, until a slot frees, and fires then. An
- * overloaded engine thus keeps its waiting payments in their cheap timer states, instead of moving
- * each into a calling state that holds an invoked actor (≈ 3.8 KiB) while its call waits for a slot.
- * Cancelling a timer that waits here drops it (a notification settled the payment meanwhile).
+ * The lifecycles' clock, gated by the limiter: a lifecycle's timer that comes due while every call
+ * slot is taken (or calls are queued) waits until a slot frees, and the waiting ones fire by urgency:
+ * a cancel's retry first, then the last look at expiry, then refund work, then routine polls,
+ * earliest expiry first. An overloaded engine thus keeps its waiting payments in their cheap timer
+ * states (a sleeper stays a snapshot), instead of moving each into a calling state that holds an
+ * invoked actor (≈ 3.8 KiB) while its call waits for a slot; and a restart with thousands overdue
+ * restores them as slots free, not all inside start(). Cancelling a timer that waits here drops it (a
+ * notification settled the payment meanwhile).
  */
-export function admittingClock(base: EngineClock, limiter: CallLimiter): EngineClock {
-  /** Due timers, oldest first, by the handle XState holds. */
-  const due = new Map<unknown, () => void>();
+export function admittingClock(base: EngineClock, limiter: CallLimiter): ActorClock {
+  /** Due timers, most urgent first. */
+  const due = new MinHeap<{
+    at: number;
+    seq: number;
+    urgency: CallUrgency;
+    handle: unknown;
+    fn: () => void;
+    gone: boolean;
+  }>();
+  const byHandle = new Map<unknown, { gone: boolean }>();
+  let seq = 0;
   let draining = false;
   const drain = () => {
     draining = false;
-    for (const [handle, fn] of due) {
-      if (!limiter.hasRoom) return;
-      due.delete(handle);
-      fn(); // an inquiry takes its slot synchronously: the next check sees it
+    for (let next = due.peek(); next && (next.gone || limiter.roomFor(next.urgency)); next = due.peek()) {
+      due.pop();
+      if (next.gone) continue;
+      byHandle.delete(next.handle);
+      next.fn(); // a call takes its slot synchronously: the next check sees it
     }
   };
   const scheduleDrain = () => {
@@ -94,18 +359,29 @@ export function admittingClock(base: EngineClock, limiter: CallLimiter): EngineC
   limiter.onRoom = scheduleDrain;
   return {
     now: () => base.now(),
-    setTimeout(fn, ms) {
+    setTimeout(fn, ms, owner) {
+      if (!owner) return base.setTimeout(fn, ms);
       let handle: unknown;
       const fire = () => {
-        if (due.size === 0 && limiter.hasRoom) return fn();
-        due.set(handle, fn);
-        if (limiter.hasRoom) scheduleDrain();
+        const admission = owner.timerAdmission();
+        const at = timerKey(admission);
+        // At once if it would not wait, and no timer as urgent or more waits before it.
+        const first = due.peek();
+        if (limiter.roomFor(admission.urgency) && (!first || first.at > at)) return fn();
+        const entry = { at, seq: seq++, urgency: admission.urgency, handle, fn, gone: false };
+        due.push(entry);
+        byHandle.set(handle, entry);
+        if (limiter.roomFor(admission.urgency)) scheduleDrain();
       };
       handle = base.setTimeout(fire, ms);
       return handle;
     },
     clearTimeout(handle) {
-      if (!due.delete(handle)) base.clearTimeout(handle);
+      const waiting = byHandle.get(handle);
+      if (waiting) {
+        waiting.gone = true;
+        byHandle.delete(handle);
+      } else base.clearTimeout(handle);
     },
   };
 }

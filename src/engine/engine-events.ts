@@ -28,7 +28,16 @@ export interface AttentionResolvedEvent extends AttentionResolution {
 }
 
 /** What the engine emits, by event name: see `engine.on()`. */
+/** The incident brake engaged or released (see `brake` in the engine's options). */
+export interface BrakeEvent {
+  engaged: boolean;
+  /** Answers counted in the brake's window, and how many of them were overload signs. */
+  window: { calls: number; overload: number };
+  at: number;
+}
+
 export interface EngineEvents {
+  brake: [BrakeEvent];
   transition: [TransitionEvent];
   settled: [LifecycleOutcome];
   attention: [LifecycleOutcome];

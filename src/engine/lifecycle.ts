@@ -11,6 +11,7 @@ import type { LifecycleInput } from '../../machines/policy.js';
 import { AlipayPlusLifecycleError } from '../errors.js';
 import type { NotifyPaymentRequest } from '../protocol/notify-payment.js';
 import type { AuditEntry, LifecycleRecord, LifecycleWrite, StoredLifecycleInput } from '../stores/store.js';
+import type { ActorClock, CallUrgency, TimerOwner } from './call-limiter.js';
 import type { EngineClock } from './clock.js';
 import type { LateNotificationEvent, TransitionEvent } from './engine-events.js';
 
@@ -33,6 +34,10 @@ import type { LateNotificationEvent, TransitionEvent } from './engine-events.js'
 export type LifecycleActor = Actor<typeof paymentLifecycleMachine>;
 /** What a lifecycle actor's `getSnapshot()` returns. */
 export type LifecycleSnapshot = ReturnType<LifecycleActor['getSnapshot']>;
+
+const CANCEL_TIMER = { urgency: 'cancel' } as const;
+const DEADLINE_TIMER = { urgency: 'deadline' } as const;
+const REFUND_TIMER = { urgency: 'refund' } as const;
 
 /** What `engine.get()` shows of one payment. */
 export interface PaymentView {
@@ -162,6 +167,18 @@ function timersOf(machine: typeof paymentLifecycleMachine): Map<string, Timer[]>
   return timers;
 }
 
+/** Every state path's tags, with those of its ancestors (a snapshot in a child state has them all). */
+function tagsOf(machine: typeof paymentLifecycleMachine): Map<string, ReadonlySet<string>> {
+  const tags = new Map<string, ReadonlySet<string>>();
+  const walk = (node: StateNode<LifecycleContext, LifecycleEvent>, inherited: ReadonlySet<string>) => {
+    const own = new Set([...inherited, ...node.tags]);
+    tags.set(node.path.join('.'), own);
+    for (const child of Object.values(node.states)) walk(child, own);
+  };
+  walk(machine.root, new Set());
+  return tags;
+}
+
 /** The state paths `to` is in: itself and its ancestors ('a.b.c' → 'a.b.c', 'a.b', 'a'). */
 function within(to: string, path: string): boolean {
   return to === path || (to.startsWith(path) && to.charCodeAt(path.length) === 46) /* '.' */;
@@ -178,7 +195,7 @@ export interface LifecycleTableOptions {
    * limiter is full. Waking at the deadline takes the slot at once (RESUME at or past the deadline
    * starts the call), as the actor's own timer would.
    */
-  actorClock: EngineClock;
+  actorClock: ActorClock;
   /** The engine's `inspect` option: with it, observed snapshots come with the event that caused them. */
   inspect: ((event: InspectionEvent) => void) | undefined;
   emitter: EventEmitter;
@@ -194,6 +211,8 @@ export interface LifecycleTableOptions {
 export interface Home extends LifecycleTableOptions {
   table: Map<string, Lifecycle>;
   timers: Map<string, Timer[]>;
+  /** Every state path's tags, its ancestors' included: for a lifecycle without a snapshot object. */
+  tags: Map<string, ReadonlySet<string>>;
   /** How many are live and asleep (final ones included until they settle). */
   counts: { live: number; asleep: number };
   /** engine.pay() calls waiting for the pay's answer to be decided. */
@@ -230,7 +249,7 @@ class Live {
  * One payment held by this engine: the only owner of its in-memory state. It is one object from
  * the moment it is started or restored here until it is stopped, whatever phase it goes through.
  */
-export class Lifecycle {
+export class Lifecycle implements TimerOwner {
   readonly id: string;
   private readonly home: Home;
   private storedInput: StoredLifecycleInput;
@@ -526,7 +545,7 @@ export class Lifecycle {
     this.setPhase('asleep');
     this.kept = snapshot;
     this.restored = restored;
-    this.timer = home.actorClock.setTimeout(() => this.wake(), until - home.clock.now());
+    this.timer = home.actorClock.setTimeout(() => this.wake(), until - home.clock.now(), this);
   }
 
   /** Restores its actor (asleep → live), re-armed by RESUME: the same snapshot and event as a restart. */
@@ -597,6 +616,38 @@ export class Lifecycle {
     home.stopped?.(this, reason);
   }
 
+  // ---- its actor's clock ---------------------------------------------------------------------------
+
+  /** @internal Its actor's clock: the engine's time. */
+  now(): number {
+    return this.home.actorClock.now();
+  }
+
+  /** @internal Its actor's clock: a timer named as this lifecycle's, so that a poll may wait for a slot. */
+  setTimeout(fn: () => void, ms: number): unknown {
+    return this.home.actorClock.setTimeout(fn, ms, this);
+  }
+
+  /** @internal Its actor's clock. */
+  clearTimeout(handle: unknown): void {
+    this.home.actorClock.clearTimeout(handle);
+  }
+
+  /**
+   * Asked when one of its timers fires while calls wait for a slot: how urgent the call it starts is,
+   * read from its state's tags (a cancel's retry, a routine poll due by the expiry, refund work, or
+   * else the last look at expiry).
+   */
+  timerAdmission(): { urgency: CallUrgency; deadline?: number } {
+    const tags = this.home.tags.get(this.currentState);
+    if (tags?.has('cancelCall')) return CANCEL_TIMER;
+    if (tags?.has('sealed')) return REFUND_TIMER;
+    if (!tags?.has('pollWait')) return DEADLINE_TIMER;
+    const context =
+      this.live?.snapshot.context ?? (this.kept as { context?: LifecycleContext } | undefined)?.context;
+    return { urgency: 'poll', deadline: context?.expiresAt };
+  }
+
   // ---- inside ------------------------------------------------------------------------------------
 
   private liveOrThrow(): Live {
@@ -627,7 +678,8 @@ export class Lifecycle {
       // The inspector (and any log of actor IDs) shows the payment, not a session number.
       id: this.id,
       input: machineInput(this.storedInput),
-      clock: home.actorClock as never,
+      // Its actor's timers go through the lifecycle, which tells the clock which start a routine poll.
+      clock: this as never,
       snapshot: snapshot as Snapshot<unknown> | undefined,
       inspect: inspect
         ? (inspection: InspectionEvent) => {
@@ -785,6 +837,7 @@ export function createLifecycleTable(options: LifecycleTableOptions): LifecycleT
     ...options,
     table: new Map(),
     timers: timersOf(options.machine),
+    tags: tagsOf(options.machine),
     counts: { live: 0, asleep: 0 },
     payWaiters: new Map(),
     waking: undefined,

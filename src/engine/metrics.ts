@@ -12,14 +12,15 @@ import type { FinalStatus, LifecycleOutcome } from '../../machines/outcome.js';
 import { IN_FLIGHT_STATES, type InFlightState } from '../../machines/outcome.js';
 import type { InquiryOutcome, NoResult } from '../client/answers.js';
 import type { LifecycleStore } from '../stores/store.js';
-import type { EngineClock } from './clock.js';
 import type { Logger } from './logger.js';
 
 /** The name the engine asks the global MeterProvider for when no `meter` is given. */
 export const METER_NAME = 'alipayplus-lifecycle';
 
 /** The Alipay+ calls the engine makes, as the `api` attribute names them. */
-export type CallApi = 'pay' | 'inquiryPayment' | 'cancelPayment' | 'refund';
+export type { CallApi } from './call-limiter.js';
+
+import type { ActorClock, CallApi } from './call-limiter.js';
 
 /** What became of a notification, as the `verdict` attribute names it. */
 export type NotificationVerdict =
@@ -82,6 +83,14 @@ export const ENGINE_METRICS = {
     description:
       'Lifecycles held by this engine without an outcome yet (sleeping ones included), by top-level state',
   },
+  brake: {
+    name: 'alipayplus.engine.brake',
+    kind: 'observable gauge',
+    unit: '{state}',
+    attributes: [],
+    description:
+      "1 while this engine's incident brake is engaged (Alipay+ answering mostly REQUEST_TRAFFIC_EXCEED_LIMIT, 5xx or timeouts: routine polls paced, cancels and last looks not), else 0",
+  },
   attentionOpen: {
     name: 'alipayplus.lifecycle.attention.open',
     kind: 'observable gauge',
@@ -133,13 +142,15 @@ export interface EngineMetrics {
   /** Times one store write. */
   storeWrite<T>(op: 'insert' | 'write', write: () => Promise<T>): Promise<T>;
   /** The clock with each timer's lateness recorded when it fires. */
-  timedClock(clock: EngineClock): EngineClock;
+  timedClock(clock: ActorClock): ActorClock;
   /** Where the in-flight gauge counts: the lifecycles held, live or asleep. */
   observeLifecycles(count: CountByTopState): void;
   /** Reads the open attention items now, then every 30 s until {@link stop}; reports both gauges. */
   start(store: LifecycleStore): Promise<void>;
   /** A person resolved an attention item: one fewer is open. */
   attentionResolved(): void;
+  /** The incident brake engaged (`true`) or released. */
+  brake(engaged: boolean): void;
   stop(): void;
 }
 
@@ -200,6 +211,12 @@ export function createEngineMetrics(meter: Meter, logger?: Logger): EngineMetric
     description: m.inFlight.description,
     valueType: ValueType.INT,
   });
+  const brakeGauge = meter.createObservableGauge(m.brake.name, {
+    unit: m.brake.unit,
+    description: m.brake.description,
+    valueType: ValueType.INT,
+  });
+  let braking = false;
   const attentionOpen = meter.createObservableGauge(m.attentionOpen.name, {
     unit: m.attentionOpen.unit,
     description: m.attentionOpen.description,
@@ -336,6 +353,7 @@ export function createEngineMetrics(meter: Meter, logger?: Logger): EngineMetric
     }
     for (const state of IN_FLIGHT_STATES) result.observe(inFlight, counts[state], stateAttributes[state]);
     if (attentionKnown) result.observe(attentionOpen, openAttention);
+    result.observe(brakeGauge, braking ? 1 : 0);
   }
   let observing = false;
 
@@ -392,13 +410,17 @@ export function createEngineMetrics(meter: Meter, logger?: Logger): EngineMetric
       // scaled clock's timer is not known here, so performance.now() could not measure it.
       return {
         now: () => clock.now(),
-        setTimeout(fn, ms) {
+        setTimeout(fn, ms, owner) {
           const due = clock.now() + Math.max(0, ms);
-          return clock.setTimeout(() => {
-            const late = clock.now() - due;
-            timerLateness.record(late > 0 ? late / 1_000 : 0);
-            fn();
-          }, ms);
+          return clock.setTimeout(
+            () => {
+              const late = clock.now() - due;
+              timerLateness.record(late > 0 ? late / 1_000 : 0);
+              fn();
+            },
+            ms,
+            owner,
+          );
         },
         clearTimeout: (handle) => clock.clearTimeout(handle),
       };
@@ -411,12 +433,16 @@ export function createEngineMetrics(meter: Meter, logger?: Logger): EngineMetric
     async start(given) {
       store = given;
       if (!observing) {
-        meter.addBatchObservableCallback(observe, [inFlight, attentionOpen]);
+        meter.addBatchObservableCallback(observe, [inFlight, attentionOpen, brakeGauge]);
         observing = true;
       }
       await refreshAttention();
       clearInterval(refreshTimer);
       refreshTimer = setInterval(() => void refreshAttention(), ATTENTION_REFRESH_MS).unref();
+    },
+
+    brake(engaged) {
+      braking = engaged;
     },
 
     attentionResolved() {

@@ -33,11 +33,12 @@ import {
   resolveAttention,
 } from './attention.js';
 import { provideCallActors } from './call-actors.js';
-import { admittingClock, CallLimiter } from './call-limiter.js';
+import { admittingClock, type CallApi, CallLimiter, type RateCap } from './call-limiter.js';
 import { type EngineClock, systemClock } from './clock.js';
 import { DecisionLearner } from './decision-learner.js';
-import type { EngineEvents } from './engine-events.js';
+import type { BrakeEvent, EngineEvents } from './engine-events.js';
 import { createGroupCommit } from './group-commit.js';
+import { type BrakeOptions, callSignal, createIncidentBrake } from './incident-brake.js';
 import {
   createLifecycleTable,
   type Lifecycle,
@@ -53,7 +54,7 @@ import { createScaleOut } from './scale-out.js';
 import { createSettlement } from './settlement.js';
 import { TrackInput } from './track-input.js';
 
-export type { EngineEvents, LateNotificationEvent, TransitionEvent } from './engine-events.js';
+export type { BrakeEvent, EngineEvents, LateNotificationEvent, TransitionEvent } from './engine-events.js';
 export { type PaymentView, stateString } from './lifecycle.js';
 
 /** Options of {@link createPaymentEngine}. */
@@ -74,8 +75,24 @@ export interface PaymentEngineOptions {
   onSettled?: (outcome: LifecycleOutcome) => void | Promise<void>;
   /** Receives XState inspection events of every lifecycle (e.g. the Stately inspector's `inspect`). */
   inspect?: (event: InspectionEvent) => void;
-  /** Alipay+ calls in flight at most; the others wait, unsigned. Default 256. */
+  /**
+   * Alipay+ calls in flight at most; the others wait, unsigned, and go out by urgency: cancels, then
+   * last looks and pays, then refunds, then routine polls (earliest expiry first). Default 256.
+   */
   maxConcurrentCalls?: number;
+  /**
+   * Per-API caps on this engine's calls per second (engine clock), as token buckets, e.g.
+   * `{ inquiryPayment: { perSecond: 50 } }`. Default: none. Workers sharing a PostgreSQL store each
+   * have their own: the fleet's rate is the sum (see docs/configuration.md).
+   */
+  rateCaps?: Partial<Record<CallApi, RateCap>>;
+  /**
+   * The incident brake: when most of Alipay+'s recent answers are REQUEST_TRAFFIC_EXCEED_LIMIT, 5xx
+   * or timeouts, routine polls are paced (default 5 a second) while cancels, last looks, pays and
+   * refunds keep their slots; it releases on its own when answers come back. `false` turns it off.
+   * See docs/configuration.md for the thresholds.
+   */
+  brake?: BrakeOptions | false;
   /** `paymentNotifyUrl` of every `engine.pay()` whose request names none: the notification endpoint. */
   paymentNotifyUrl?: string;
   /**
@@ -215,10 +232,33 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
   });
   const { durable } = groupCommit;
 
-  const limiter = new CallLimiter(options.maxConcurrentCalls ?? 256);
+  const limiter = new CallLimiter({
+    limit: options.maxConcurrentCalls ?? 256,
+    clock,
+    rateCaps: options.rateCaps,
+  });
   // The actors' timers: due ones wait for a call slot while the limiter is full (see admittingClock).
   const admitting = admittingClock(clock, limiter);
   const actorClock = metrics.timedClock(admitting);
+  const brake =
+    options.brake === false
+      ? undefined
+      : createIncidentBrake(
+          () => clock.now(),
+          options.brake ?? {},
+          (engaged, window) => {
+            limiter.pacePolls(engaged ? brake?.pollsPerSecond : undefined);
+            metrics.brake(engaged);
+            // Once per change, never per call.
+            if (engaged)
+              logger.warn(
+                { ...window, pollsPerSecond: brake?.pollsPerSecond },
+                'incident brake engaged: Alipay+ is answering mostly REQUEST_TRAFFIC_EXCEED_LIMIT, 5xx or timeouts; routine polls paced, cancels and last looks not',
+              );
+            else logger.info({ ...window }, 'incident brake released: Alipay+ answers again');
+            emitter.emit('brake', { engaged, window, at: clock.now() } satisfies BrakeEvent);
+          },
+        );
   const machine = provideCallActors({
     client,
     clock,
@@ -227,6 +267,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     durable,
     shared,
     metrics,
+    onCall: brake && ((api, outcome) => brake.observe(api, callSignal(outcome))),
     planFor(id, pspId) {
       const context = lifecycles.get(id)?.view().context;
       if (!context || context.walletKey !== undefined || context.plan) return undefined;

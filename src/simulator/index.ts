@@ -1,3 +1,4 @@
+export { LoadSpec, type LoadSpecInput, type LoadVerdict } from './load.js';
 export type { DeliveryRecord, DeliveryResult } from './notifier.js';
 export { DEFAULT_NOTIFY_RETRY_MS } from './notifier.js';
 export type { OrderTruth, RefundRecord, TruthStatus } from './order-book.js';

@@ -6,7 +6,7 @@ import {
   signContentAsync,
 } from '../client/signature.js';
 import type { NotifyPaymentRequest } from '../protocol/notify-payment.js';
-import { MinHeap } from './min-heap.js';
+import { MinHeap } from '../util/min-heap.js';
 import type { SimulatorKeys } from './simulator-keys.js';
 
 /** Antom's published notification retry intervals: 0 s, 2 min, 10 min, 10 min, 1 h, 2 h, 6 h, 15 h. */

@@ -22,6 +22,7 @@ import type { NotifyPaymentRequest } from '../protocol/notify-payment.js';
 import { type PayMode, PayRequest, payModeOf } from '../protocol/pay.js';
 import { RefundRequest } from '../protocol/refund.js';
 import { parseOrThrow } from '../validate.js';
+import { createLoadModel, LoadSpec, type LoadSpecInput } from './load.js';
 import { DEFAULT_NOTIFY_RETRY_MS, type DeliveryRecord, Notifier } from './notifier.js';
 import {
   applyCancel,
@@ -82,6 +83,8 @@ const SimulatorOptions = z
     faults: FaultSpec.optional(),
     /** Shorthand: this probability of a fault per call, spread evenly over the fault kinds. */
     faultRate: z.number().min(0).max(1).optional(),
+    /** Alipay+ under load: a capacity (answers per simulated second) and outage windows. */
+    load: LoadSpec.optional(),
     seed: z.number().int().default(1),
     /** The expiry of an order whose pay request names none. */
     defaultExpiryMs: z.number().int().positive().default(60_000),
@@ -125,6 +128,8 @@ export interface CallRecord {
   keyVersion?: number;
   signatureValid: boolean;
   fault?: FaultKind;
+  /** The fault (or the held-back answer) came from the load model: past capacity, or an outage. */
+  overload?: 'capacity' | 'outage' | 'slow';
   httpStatus?: number;
   resultCode?: string;
   resultStatus?: string;
@@ -154,6 +159,8 @@ export interface SimulatorAdmin {
   calls(): CallRecord[];
   notifications(): DeliveryRecord[];
   setFaults(faults: FaultSpecInput | undefined): void;
+  /** Sets (or with `undefined` lifts) the capacity and outage windows (see `LoadSpec`). */
+  setLoad(load: LoadSpecInput | undefined): void;
   /** Forgets orders, calls and notifications; keys stay as they are. */
   reset(): void;
   /** The simulator's own keys (public halves) and the ACQP keys it trusts. */
@@ -289,6 +296,7 @@ export function createSimulator(options: SimulatorOptions): Simulator {
     config.now ?? (() => Math.floor(simStart + (performance.now() - realStart) * config.timeFactor));
 
   let globalFaults: FaultSpec | undefined = config.faults ?? evenFaults(config.faultRate);
+  const load = createLoadModel(config.load);
   const orders = new Map<string, SimOrder>();
   const byPaymentId = new Map<string, SimOrder>();
   /** Pays never processed, for orders Alipay+ does not know (ground truth only). */
@@ -814,14 +822,25 @@ export function createSimulator(options: SimulatorOptions): Simulator {
     }
     scenario ??= order?.scenario;
 
+    // Past capacity or in an outage, the load model decides; else the scenario's faults do.
+    const accepted = signatureValid && clientId === config.clientId;
+    const loaded = accepted ? load.verdict(now()) : undefined;
+    if (loaded?.kind === 'fail') record.overload = loaded.why;
+    if (loaded?.kind === 'slow') {
+      record.overload = 'slow';
+      await new Promise((resolve) => setTimeout(resolve, loaded.ms));
+    }
     const fault =
-      signatureValid && clientId === config.clientId
-        ? faultFor(scenario, api, record.paymentRequestId ?? '?')
-        : undefined;
+      loaded?.kind === 'fail'
+        ? loaded.fault
+        : accepted
+          ? faultFor(scenario, api, record.paymentRequestId ?? '?')
+          : undefined;
     if (fault) record.fault = fault;
 
-    // Faults that mean "Alipay+ did not process it" leave every order untouched.
-    const processed = !fault || !UNPROCESSED_FAULTS.includes(fault);
+    // Faults that mean "Alipay+ did not process it" leave every order untouched, as does every call
+    // the load model refused (past capacity, or in an outage), whatever fault it answers with.
+    const processed = !fault || (!UNPROCESSED_FAULTS.includes(fault) && loaded?.kind !== 'fail');
     if (processed && apply) {
       const done = apply();
       answer = done.answer;
@@ -925,6 +944,9 @@ export function createSimulator(options: SimulatorOptions): Simulator {
     ],
     calls: () => [...callLog],
     notifications: () => [...notifier.log],
+    setLoad(spec) {
+      load.set(spec);
+    },
     setFaults(faults) {
       globalFaults = faults === undefined ? undefined : FaultSpec.parse(faults);
     },
@@ -1007,6 +1029,11 @@ export function createSimulator(options: SimulatorOptions): Simulator {
         admin.setFaults(body ?? undefined);
         return reply(200, { ok: true });
       }
+      if (req.method === 'PUT' && resource === 'load') {
+        admin.setLoad(body ?? undefined);
+        return reply(200, { ok: true });
+      }
+      if (req.method === 'GET' && resource === 'load') return reply(200, load.spec ?? null);
       if (req.method === 'POST' && resource === 'reset') {
         admin.reset();
         return reply(200, { ok: true });

@@ -1,5 +1,8 @@
-/** A binary min-heap keyed by `at`: the simulator's queue of due notifications. */
-export class MinHeap<T extends { at: number }> {
+/**
+ * A binary min-heap keyed by `at`, ties broken by `seq` (lower first) where the items carry one: the
+ * simulator's queue of due notifications, and the engine's routine polls, earliest deadline first.
+ */
+export class MinHeap<T extends { at: number; seq?: number }> {
   private readonly items: T[] = [];
 
   get size(): number {
@@ -12,7 +15,7 @@ export class MinHeap<T extends { at: number }> {
     let i = items.length - 1;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if ((items[parent] as T).at <= item.at) break;
+      if (!before(item, items[parent] as T)) break;
       items[i] = items[parent] as T;
       i = parent;
     }
@@ -33,8 +36,8 @@ export class MinHeap<T extends { at: number }> {
       const left = 2 * i + 1;
       if (left >= items.length) break;
       const right = left + 1;
-      const child = right < items.length && (items[right] as T).at < (items[left] as T).at ? right : left;
-      if ((items[child] as T).at >= last.at) break;
+      const child = right < items.length && before(items[right] as T, items[left] as T) ? right : left;
+      if (!before(items[child] as T, last)) break;
       items[i] = items[child] as T;
       i = child;
     }
@@ -45,4 +48,8 @@ export class MinHeap<T extends { at: number }> {
   clear(): void {
     this.items.length = 0;
   }
+}
+
+function before(a: { at: number; seq?: number }, b: { at: number; seq?: number }): boolean {
+  return a.at < b.at || (a.at === b.at && (a.seq ?? 0) < (b.seq ?? 0));
 }

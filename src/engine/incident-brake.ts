@@ -1,0 +1,122 @@
+import type { CallApi } from './call-limiter.js';
+
+/** The incident brake's settings (the engine's `brake` option). */
+export interface BrakeOptions {
+  /** The window over which answers are counted (engine clock ms). Default 10,000. */
+  windowMs?: number;
+  /** Calls in the window before the brake may engage. Default 20. */
+  minCalls?: number;
+  /** Share of overload answers in the window that engages it. Default 0.5. */
+  engageRatio?: number;
+  /** Share at or below which it releases (with at least `minCalls / 4` calls seen). Default 0.2. */
+  releaseRatio?: number;
+  /** Routine polls per second (engine clock) while it is engaged. Default 5. */
+  pollsPerSecond?: number;
+}
+
+/** What one call came back as, for the brake. */
+export type CallSignal = 'ok' | 'overload' | 'other';
+
+/** A call's outcome, as much of it as the brake reads. */
+export type CallOutcomeLike =
+  | { kind: 'no-result'; reason: string; httpStatus?: number }
+  | { kind: 'answer'; result: { resultCode: string; resultStatus?: string } };
+
+/**
+ * Overload signs from Alipay+: REQUEST_TRAFFIC_EXCEED_LIMIT, a 5xx, a timeout, or a connection that
+ * failed. An answer of any other kind is Alipay+ answering (`ok`); a refused or aborted call says
+ * nothing about it (`other`).
+ */
+export function callSignal(outcome: CallOutcomeLike): CallSignal {
+  if (outcome.kind === 'answer')
+    return outcome.result.resultCode === 'REQUEST_TRAFFIC_EXCEED_LIMIT' ? 'overload' : 'ok';
+  if (outcome.reason === 'timeout' || outcome.reason === 'network') return 'overload';
+  if (outcome.reason === 'http-status') return (outcome.httpStatus ?? 500) >= 500 ? 'overload' : 'ok';
+  return 'other';
+}
+
+/** The brake: see {@link createIncidentBrake}. */
+export interface IncidentBrake {
+  readonly engaged: boolean;
+  /** Counts one call's outcome; may engage or release the brake. */
+  observe(api: CallApi, signal: CallSignal): void;
+  /** Routine polls per second while engaged. */
+  readonly pollsPerSecond: number;
+  /** The window's counts, for the log line of a change. */
+  readonly window: { calls: number; overload: number };
+}
+
+const SLOTS = 10;
+
+/**
+ * The incident brake. It counts Alipay+'s answers over a sliding window (ten slots of a tenth of it).
+ * When overload answers (REQUEST_TRAFFIC_EXCEED_LIMIT, 5xx, timeouts, failed connections) reach
+ * `engageRatio` of at least `minCalls`, it engages: routine polls are then paced at `pollsPerSecond`,
+ * while cancels, last looks, pays and refunds keep their slots. When they fall to `releaseRatio`, it
+ * releases on its own. The polls it still lets through, and every cancel, are its probes. `onChange`
+ * is called once per change, never per call.
+ */
+export function createIncidentBrake(
+  now: () => number,
+  options: BrakeOptions,
+  onChange: (engaged: boolean, window: { calls: number; overload: number }) => void,
+): IncidentBrake {
+  const windowMs = options.windowMs ?? 10_000;
+  const minCalls = options.minCalls ?? 20;
+  const engageRatio = options.engageRatio ?? 0.5;
+  const releaseRatio = options.releaseRatio ?? 0.2;
+  const pollsPerSecond = options.pollsPerSecond ?? 5;
+  const slotMs = windowMs / SLOTS;
+  const calls = new Array<number>(SLOTS).fill(0);
+  const overloads = new Array<number>(SLOTS).fill(0);
+  /** The slot number (time / slotMs) last written. */
+  let last = Math.floor(now() / slotMs);
+  let engaged = false;
+
+  function advance(at: number): number {
+    const slot = Math.floor(at / slotMs);
+    // Slots passed since the last call are emptied (all of them after a quiet window).
+    for (let s = last + 1; s <= slot && s <= last + SLOTS; s++) {
+      calls[s % SLOTS] = 0;
+      overloads[s % SLOTS] = 0;
+    }
+    if (slot > last) last = slot;
+    return slot % SLOTS;
+  }
+
+  function totals(): { calls: number; overload: number } {
+    let c = 0;
+    let o = 0;
+    for (let i = 0; i < SLOTS; i++) {
+      c += calls[i] as number;
+      o += overloads[i] as number;
+    }
+    return { calls: c, overload: o };
+  }
+
+  return {
+    get engaged() {
+      return engaged;
+    },
+    pollsPerSecond,
+    get window() {
+      advance(now());
+      return totals();
+    },
+    observe(_api, signal) {
+      if (signal === 'other') return;
+      const index = advance(now());
+      calls[index] = (calls[index] as number) + 1;
+      if (signal === 'overload') overloads[index] = (overloads[index] as number) + 1;
+      const window = totals();
+      const ratio = window.calls === 0 ? 0 : window.overload / window.calls;
+      if (!engaged && window.calls >= minCalls && ratio >= engageRatio) {
+        engaged = true;
+        onChange(true, window);
+      } else if (engaged && window.calls >= Math.max(1, minCalls / 4) && ratio <= releaseRatio) {
+        engaged = false;
+        onChange(false, window);
+      }
+    },
+  };
+}
