@@ -5,10 +5,12 @@
  */
 import { type DecisionObservation, nextPlannedInquiry } from './decision-model.js';
 import type { LifecycleOutcome } from './outcome.js';
-import { type ResolvedPolicy, scheduleAt } from './policy.js';
+import { type ResolvedPolicy, retryWait, scheduleAt } from './policy.js';
 
 /** What the schedule reads of a lifecycle's context. */
 export interface ScheduleContext {
+  /** Draws the jitter of a retry after REQUEST_TRAFFIC_EXCEED_LIMIT (the lifecycle always has one). */
+  paymentRequestId?: string;
   createdAt: number;
   expiresAt: number;
   policy: ResolvedPolicy;
@@ -46,6 +48,9 @@ export function nextInquiryAt(context: ScheduleContext, now: number, trafficLimi
   } else {
     wait = trafficLimited ? step * policy.trafficLimitMultiplier : step;
   }
+  // Throttled, it is a retry: spread out, not in step with every payment throttled at once.
+  if (trafficLimited)
+    wait = retryWait(wait, policy, context.paymentRequestId ?? '', 'inquiry', context.inquiries);
   return Math.max(now, Math.min(now + wait, context.expiresAt));
 }
 

@@ -29,7 +29,13 @@ import type {
   PaymentDetails,
   RefundDetails,
 } from './outcome.js';
-import { type LifecycleInput, type ResolvedPolicy, resolveLifecycleInput, scheduleAt } from './policy.js';
+import {
+  type LifecycleInput,
+  type ResolvedPolicy,
+  resolveLifecycleInput,
+  retryWait,
+  scheduleAt,
+} from './policy.js';
 import { refundRequestIdFor } from './refund-request-id.js';
 
 /** What an invoked call resolves with: the client's outcome and when it arrived (epoch ms). */
@@ -699,7 +705,8 @@ export const paymentLifecycleMachine = setup({
       const cancel = context.cancel as CancelProgress;
       const refused = isCancelRefusal(outcome);
       const base = scheduleAt(context.policy.cancelRetryScheduleMs, cancel.attempts - 1);
-      const wait = isTrafficLimited(outcome) ? base * context.policy.trafficLimitMultiplier : base;
+      const scheduled = isTrafficLimited(outcome) ? base * context.policy.trafficLimitMultiplier : base;
+      const wait = retryWait(scheduled, context.policy, context.paymentRequestId, 'cancel', cancel.attempts);
       return {
         now,
         cancel: {
@@ -740,7 +747,8 @@ export const paymentLifecycleMachine = setup({
       const checks = context.windowChecks as WindowChecks;
       const base = scheduleAt(context.policy.cancelRetryScheduleMs, checks.checks - 1);
       const limited = context.lastAnswer?.code === TRAFFIC_LIMITED;
-      const wait = limited ? base * context.policy.trafficLimitMultiplier : base;
+      const scheduled = limited ? base * context.policy.trafficLimitMultiplier : base;
+      const wait = retryWait(scheduled, context.policy, context.paymentRequestId, 'window', checks.checks);
       return { windowChecks: { ...checks, nextCheckAt: context.now + wait } };
     }),
 
@@ -775,7 +783,8 @@ export const paymentLifecycleMachine = setup({
       const now = timeOf(context, event);
       const refund = context.refund as RefundProgress;
       const base = scheduleAt(context.policy.cancelRetryScheduleMs, refund.attempts - 1);
-      const wait = isTrafficLimited(outcome) ? base * context.policy.trafficLimitMultiplier : base;
+      const scheduled = isTrafficLimited(outcome) ? base * context.policy.trafficLimitMultiplier : base;
+      const wait = retryWait(scheduled, context.policy, context.paymentRequestId, 'refund', refund.attempts);
       return { now, refund: { ...refund, nextAttemptAt: now + wait, lastCode: callCode(outcome) } };
     }),
     settleByRefund: assign(

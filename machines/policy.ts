@@ -33,6 +33,13 @@ export const LifecyclePolicy = z
     awaitNotificationAfter: z.number().int().positive().optional(),
     /** An answer of REQUEST_TRAFFIC_EXCEED_LIMIT multiplies the next wait by this. */
     trafficLimitMultiplier: z.number().min(1).default(3),
+    /**
+     * Retries (a cancel's, a refund's, a check after the cancel window, and the inquiry after a
+     * REQUEST_TRAFFIC_EXCEED_LIMIT) wait a random share of their scheduled wait: "full jitter", so
+     * that payments that failed together do not retry together. The share is drawn from the payment
+     * and the attempt, so a lifecycle replays the same waits. `none`: exactly the schedule.
+     */
+    retryJitter: z.enum(['full', 'none']).default('full'),
     /** Wait before each cancel retry, in ms. The last value repeats. */
     cancelRetryScheduleMs: z
       .array(positiveMs)
@@ -158,4 +165,33 @@ export function resolveLifecycleInput(input: LifecycleInput): ResolvedLifecycleI
 /** The n-th entry of a schedule (0-based), the last one repeating. */
 export function scheduleAt(schedule: readonly number[], index: number): number {
   return schedule[Math.min(Math.max(index, 0), schedule.length - 1)] as number;
+}
+
+/**
+ * A retry's wait under the policy's `retryJitter`: with `full`, a share in [0, 1) of `waitMs`, the
+ * same for the same payment, kind of retry and attempt (FNV-1a over the three: the machine stays
+ * pure, and a restored lifecycle waits as it would have), but spread across payments.
+ */
+export function retryWait(
+  waitMs: number,
+  policy: { retryJitter: 'full' | 'none' },
+  paymentRequestId: string,
+  kind: string,
+  attempt: number,
+): number {
+  if (policy.retryJitter === 'none') return waitMs;
+  return Math.floor(waitMs * jitterShare(`${kind}:${attempt}:${paymentRequestId}`));
+}
+
+/** A share in [0, 1) from a string: FNV-1a (32 bits), then a final mix so that near keys spread. */
+export function jitterShare(key: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    hash ^= key.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  hash ^= hash >>> 16;
+  hash = Math.imul(hash, 0x85ebca6b);
+  hash ^= hash >>> 13;
+  return (hash >>> 0) / 2 ** 32;
 }

@@ -423,10 +423,12 @@ describe('planInquiries: the fewest expected calls that meet the lag target', ()
 });
 
 describe('the schedule: plan under the safety rules', () => {
+  // The exact waits: a throttled inquiry's jitter is tested in test/retry-jitter.test.ts.
   const policy = LifecyclePolicy.parse({
     inquirySchedule: 'adaptive',
     inquiryScheduleMs: [2_000, 4_000],
     trafficLimitMultiplier: 3,
+    retryJitter: 'none',
   });
   const T = 1_700_000_000_000;
   const context = (plan: readonly number[] | undefined, inquiries = 1): ScheduleContext => ({

@@ -414,7 +414,9 @@ describe('after the cancel window (WINDOW_CLOSED_TABLE)', () => {
   });
 
   it('window row not final: again on the cancel retry schedule, then attention unresolved-after-window', async () => {
-    const h = await atWindowCheck({ policy: { maxWindowChecks: 4, cancelRetryScheduleMs: [1_000, 5_000] } });
+    const h = await atWindowCheck({
+      policy: { maxWindowChecks: 4, cancelRetryScheduleMs: [1_000, 5_000], retryJitter: 'none' },
+    });
     h.autoInquiry = (call) =>
       [answers.orderNotExist(), answers.unknown('REQUEST_TRAFFIC_EXCEED_LIMIT'), answers.noResult()][
         (call.input.attempt - 12) % 3
@@ -480,7 +482,9 @@ describe('refund answers (REFUND_TABLE)', () => {
   });
 
   it('refund row U or no result → the identical request again, on the retry schedule, until S', async () => {
-    const h = await atRefund({ policy: { autoRefund: true, cancelRetryScheduleMs: [1_000, 4_000] } });
+    const h = await atRefund({
+      policy: { autoRefund: true, cancelRetryScheduleMs: [1_000, 4_000], retryJitter: 'none' },
+    });
     const start = h.now();
     await h.answer(answers.refundU());
     expect(h.state()).toBe('refunding.retryWait');
@@ -546,7 +550,10 @@ describe('cancel answers (CANCEL_TABLE)', () => {
 
   it('cancel row U or no result until the window ends → windowClosed at the end of the window', async () => {
     const h = new LifecycleHarness(
-      baseInput({ cancelWindowEndsAt: T0 + 120_000, policy: { cancelRetryScheduleMs: [25_000] } }),
+      baseInput({
+        cancelWindowEndsAt: T0 + 120_000,
+        policy: { cancelRetryScheduleMs: [25_000], retryJitter: 'none' },
+      }),
     );
     h.autoInquiry = (call) => (call.sentAt <= T0 + 60_000 ? answers.processing() : undefined);
     h.autoCancel = () => answers.cancelU();

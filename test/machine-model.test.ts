@@ -183,6 +183,9 @@ function lifecycleInput(config: ModelConfig): LifecycleInput {
         ? {}
         : { awaitNotificationAfter: config.awaitNotificationAfter }),
       trafficLimitMultiplier: TRAFFIC_LIMIT_MULTIPLIER,
+      // The model checks the exact schedule; the jitter of retries has tests of its own
+      // (test/retry-jitter.test.ts).
+      retryJitter: 'none',
       cancelRetryScheduleMs: RETRY_SCHEDULE_MS,
       maxCancelFailures: MAX_CANCEL_FAILURES,
       maxWindowChecks: MAX_WINDOW_CHECKS,

@@ -806,7 +806,8 @@ describe('scale-out over PostgreSQL, in separate processes', () => {
         amount: orderA.amount,
         createdAt: orderA.createdAt,
         expiresAt: hour,
-        policy: { maxInquiries: 1, cancelRetryScheduleMs: [RETRY_MS] },
+        // Exactly RETRY_MS, no jitter: P must be frozen with every A's retry still ahead of it.
+        policy: { maxInquiries: 1, cancelRetryScheduleMs: [RETRY_MS], retryJitter: 'none' },
       });
       const b = `SCALE-P-B-${i}`;
       const orderB = world.sim.createOrder({

@@ -355,9 +355,15 @@ export const notifications = {
   }),
 };
 
+/**
+ * A lifecycle's input for the machine tests. Retries wait exactly their schedule here (`retryJitter:
+ * 'none'`), so that the tests can name each wait; the jitter has tests of its own
+ * (test/retry-jitter.test.ts). A test's own policy may set it back.
+ */
 export const baseInput = (extra: Partial<LifecycleInput> = {}): LifecycleInput => ({
   paymentRequestId: 'REQ-1',
   amount: { currency: 'JPY', value: '100' },
   createdAt: T0,
   ...extra,
+  policy: { retryJitter: 'none', ...extra.policy },
 });
