@@ -312,6 +312,8 @@ export interface ActorClock extends EngineClock {
 
 /** Orders waiting timers: by urgency, then a poll's deadline; equal keys keep their order. */
 const RANK_SPAN = 2 ** 50; // above any epoch-ms deadline
+/** The smallest key of a routine poll's timer. */
+const POLL_KEY = RANK.poll * RANK_SPAN;
 function timerKey(admission: { urgency: CallUrgency; deadline?: number }): number {
   const rank = RANK[admission.urgency] * RANK_SPAN;
   return admission.urgency === 'poll'
@@ -330,24 +332,24 @@ function timerKey(admission: { urgency: CallUrgency; deadline?: number }): numbe
  * notification settled the payment meanwhile).
  */
 export function admittingClock(base: EngineClock, limiter: CallLimiter): ActorClock {
-  /** Due timers, most urgent first. */
-  const due = new MinHeap<{
-    at: number;
-    seq: number;
-    urgency: CallUrgency;
-    handle: unknown;
-    fn: () => void;
-    gone: boolean;
-  }>();
-  const byHandle = new Map<unknown, { gone: boolean }>();
+  /**
+   * Due timers, most urgent first (the key holds the urgency: see timerKey). Kept small, since an
+   * overloaded engine holds one per waiting payment: a timer cleared meanwhile is the one whose
+   * entry is no longer in `waiting`, and is skipped when it surfaces.
+   */
+  const due = new MinHeap<{ at: number; seq: number; handle: unknown; fn: () => void }>();
+  const waiting = new Map<unknown, { at: number }>();
   let seq = 0;
   let draining = false;
+  const roomForKey = (at: number) => limiter.roomFor(at >= POLL_KEY ? 'poll' : 'cancel');
   const drain = () => {
     draining = false;
-    for (let next = due.peek(); next && (next.gone || limiter.roomFor(next.urgency)); next = due.peek()) {
+    for (let next = due.peek(); next; next = due.peek()) {
+      const live = waiting.get(next.handle) === next;
+      if (live && !roomForKey(next.at)) return;
       due.pop();
-      if (next.gone) continue;
-      byHandle.delete(next.handle);
+      if (!live) continue;
+      waiting.delete(next.handle);
       next.fn(); // a call takes its slot synchronously: the next check sees it
     }
   };
@@ -363,25 +365,20 @@ export function admittingClock(base: EngineClock, limiter: CallLimiter): ActorCl
       if (!owner) return base.setTimeout(fn, ms);
       let handle: unknown;
       const fire = () => {
-        const admission = owner.timerAdmission();
-        const at = timerKey(admission);
+        const at = timerKey(owner.timerAdmission());
         // At once if it would not wait, and no timer as urgent or more waits before it.
         const first = due.peek();
-        if (limiter.roomFor(admission.urgency) && (!first || first.at > at)) return fn();
-        const entry = { at, seq: seq++, urgency: admission.urgency, handle, fn, gone: false };
+        if (roomForKey(at) && (!first || first.at > at)) return fn();
+        const entry = { at, seq: seq++, handle, fn };
         due.push(entry);
-        byHandle.set(handle, entry);
-        if (limiter.roomFor(admission.urgency)) scheduleDrain();
+        waiting.set(handle, entry);
+        if (roomForKey(at)) scheduleDrain();
       };
       handle = base.setTimeout(fire, ms);
       return handle;
     },
     clearTimeout(handle) {
-      const waiting = byHandle.get(handle);
-      if (waiting) {
-        waiting.gone = true;
-        byHandle.delete(handle);
-      } else base.clearTimeout(handle);
+      if (!waiting.delete(handle)) base.clearTimeout(handle);
     },
   };
 }
