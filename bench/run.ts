@@ -24,5 +24,6 @@ spawnSync(process.execPath, ['--expose-gc', ...scriptArgs('./engine.ts', import.
 spawnSync(process.execPath, ['--expose-gc', ...scriptArgs('./waiting-heap.ts', import.meta.url)], {
   stdio: 'inherit',
 });
+await (await import('./overload.js')).runOverloadBench();
 await (await import('./scale-out.js')).runScaleOutBench();
 await (await import('./scale-100k.js')).runScale100kBench();

@@ -199,6 +199,7 @@ export type PayRowId =
   | 'payment-failed'
   | 'pay-refused'
   | 'in-process'
+  | 'never-sent'
   | 'no-result';
 
 /** Where a pay row leads: a final state, or the inquiry lifecycle (`awaitingResult`). */
@@ -270,6 +271,17 @@ export const PAY_DECISION_TABLE: readonly PayDecisionRow[] = [
     test: 'pay row in-process: U → the inquiry lifecycle',
   },
   {
+    id: 'never-sent',
+    answer:
+      'never sent: the engine gave up waiting for a call slot at the cut-off, and no pay for this payment ever left it',
+    modes: 'any',
+    meaning:
+      'Nothing reached Alipay+, so nothing can have been charged: failed, without an inquiry or a cancel (Alipay+ overloaded: see docs/operations.md).',
+    guard: 'isPayNeverSent',
+    target: 'failed',
+    test: 'pay row never-sent: given up before any pay left → failed, no inquiry, no cancel',
+  },
+  {
     id: 'no-result',
     answer: 'no result (timeout, network, HTTP status, bad body, bad signature, not sent past expiry)',
     modes: 'any',
@@ -282,7 +294,7 @@ export const PAY_DECISION_TABLE: readonly PayDecisionRow[] = [
 
 /** The row a pay answer falls in, given the pay's mode. */
 export function classifyPay(outcome: PayOutcome, mode: PayMode): PayRowId {
-  if (outcome.kind === 'no-result') return 'no-result';
+  if (outcome.kind === 'no-result') return outcome.reason === 'never-sent' ? 'never-sent' : 'no-result';
   const { result } = outcome;
   switch (result.resultStatus) {
     case 'S':

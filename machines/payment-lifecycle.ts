@@ -95,7 +95,12 @@ export type LifecycleEvent =
   /** The merchant closes the payment early: cancel now. */
   | { type: 'CLOSE'; at: number }
   /** Sent once after a restore: re-arms every timer from the absolute deadlines in context. */
-  | { type: 'RESUME'; at: number };
+  | { type: 'RESUME'; at: number }
+  /**
+   * Alipay+ answers again after an incident: a cancel waiting to retry goes now rather than at the
+   * end of a wait that grew while every try failed. Ignored in every other state.
+   */
+  | { type: 'RETRY_NOW'; at: number };
 
 interface AnswerSummary {
   at: number;
@@ -437,8 +442,16 @@ const WAITS = {
  * - `sealed`: a cancel may be on its way, so a notification can no longer change the outcome: it is
  *   recorded as late.
  * - `cancelCall`: a call's answer here is the cancel's, and its code is the one the audit shows.
+ * - `cancelRetryWait`: a cancel waits to be sent again; RETRY_NOW sends it at once (the engine does,
+ *   when Alipay+ answers again after an incident).
  */
-export type LifecycleTag = 'payUndecided' | 'pollWait' | 'readByTimer' | 'sealed' | 'cancelCall';
+export type LifecycleTag =
+  | 'payUndecided'
+  | 'pollWait'
+  | 'readByTimer'
+  | 'sealed'
+  | 'cancelCall'
+  | 'cancelRetryWait';
 
 /**
  * When a lifecycle resting in a plain waiting state (`awaitingResult.pending`,
@@ -499,6 +512,7 @@ export const paymentLifecycleMachine = setup({
     isPayRefused: ({ context, event }) => payRow(context, event) === 'pay-refused',
     isPayInProcess: ({ context, event }) => payRow(context, event) === 'in-process',
     isPayNoResult: ({ context, event }) => payRow(context, event) === 'no-result',
+    isPayNeverSent: ({ context, event }) => payRow(context, event) === 'never-sent',
     isStartedByPay: ({ context }) => context.pay !== undefined,
     /** No pay goes out at or after expiry. */
     isPastExpiry: ({ context }) => context.now >= context.expiresAt,
@@ -628,7 +642,11 @@ export const paymentLifecycleMachine = setup({
       const outcome = payOf(event);
       const row = payRow(context, event);
       const status: FinalStatus =
-        row === 'paid' ? 'succeeded' : row === 'payment-failed' ? 'failed' : 'attention';
+        row === 'paid'
+          ? 'succeeded'
+          : row === 'payment-failed' || row === 'never-sent'
+            ? 'failed'
+            : 'attention';
       const params: SettleParams = { status, decidedBy: decidedByPay(outcome, row) };
       if (status === 'attention') params.attentionReason = 'pay-refused';
       return { outcome: settle(context, context.now, params) };
@@ -1021,6 +1039,7 @@ export const paymentLifecycleMachine = setup({
           on: { RESUME: { actions: 'observeTime' } },
         },
         retryWait: {
+          tags: ['cancelRetryWait'],
           after: {
             untilCancelRetry: {
               guard: 'isCancelRetryBeforeWindowEnds',
@@ -1032,7 +1051,11 @@ export const paymentLifecycleMachine = setup({
               actions: 'startWindowCheckAtWindowEnd',
             },
           },
-          on: { RESUME: { target: 'retryWait', reenter: true, actions: 'observeTime' } },
+          on: {
+            RESUME: { target: 'retryWait', reenter: true, actions: 'observeTime' },
+            // Still inside the cancel window: at its end the timer above has left this state.
+            RETRY_NOW: { target: 'requesting', actions: 'observeTime' },
+          },
         },
       },
     },

@@ -99,7 +99,7 @@ export {
 export { lifecycleJson, lifecycleMermaid } from './diagram.js';
 // The engine: one lifecycle per payment, from before `pay` to its final outcome.
 export type { AttentionView, ResolveAttentionInput } from './engine/attention.js';
-export type { CallApi, CallUrgency, RateCap } from './engine/call-limiter.js';
+export type { Admission, CallApi, CallUrgency, RateCap } from './engine/call-limiter.js';
 export type { AttentionResolvedEvent, BrakeEvent } from './engine/engine-events.js';
 export type { BrakeOptions } from './engine/incident-brake.js';
 export {

@@ -174,6 +174,92 @@ describe('CallLimiter', () => {
   });
 });
 
+describe('CallLimiter under the incident brake, and its give-up time', () => {
+  it('a pace on every call holds the rate, and what it lets through goes most urgent first', async () => {
+    const clock = manualClock();
+    const limiter = new CallLimiter({ limit: 1_000, clock });
+    limiter.paceCalls(10); // burst 1: one call, then one every 100 ms
+    const start = clock.now();
+    const sent: [string, number][] = [];
+    const call = (name: string, a: CallAdmission) =>
+      limiter.run(
+        a,
+        undefined,
+        async () => void sent.push([name, clock.now() - start]),
+        () => undefined,
+      );
+    const all = [
+      ...Array.from({ length: 20 }, (_, i) => call(`poll${i}`, admission('poll', start + 60_000 + i))),
+      call('pay', admission('deadline')),
+      call('cancel', admission('cancel')),
+    ];
+    await new Promise((resolve) => setImmediate(resolve)); // the first call runs, at 0
+    for (let t = 0; t < 3_000; t += 50) {
+      clock.advance(50);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(all);
+    // The first poll took the one token there was; then the cancel, then the pay, then the polls.
+    expect(sent.map(([name]) => name).slice(0, 4)).toEqual(['poll0', 'cancel', 'pay', 'poll1']);
+    const times = sent.map(([, at]) => at);
+    for (let i = 1; i < times.length; i++)
+      expect((times[i] as number) - (times[i - 1] as number)).toBeGreaterThanOrEqual(100);
+    // Lifted: the next call goes at once.
+    limiter.paceCalls(undefined);
+    let at: number | undefined;
+    await limiter.run(
+      admission('poll'),
+      undefined,
+      async () => {
+        at = clock.now();
+      },
+      () => undefined,
+    );
+    expect(at).toBe(clock.now());
+  });
+
+  it('a call still waiting at its give-up time is told late, holds no slot, and is never run', async () => {
+    const clock = manualClock();
+    const limiter = new CallLimiter({ limit: 1, clock });
+    expect(await limiter.acquire(admission('poll'))).toBe('go');
+    const giveUpAt = clock.now() + 3_000;
+    let ran = false;
+    const waiting = limiter.run(
+      { ...admission('deadline'), giveUpAt },
+      undefined,
+      async () => {
+        ran = true;
+        return 'sent';
+      },
+      (verdict) => verdict,
+    );
+    clock.advance(2_999);
+    expect(limiter.queued).toBe(1);
+    clock.advance(1);
+    expect(await waiting).toBe('late');
+    expect(ran).toBe(false);
+    expect(limiter.queued).toBe(0);
+    // Already past its give-up time: late at once, without waiting.
+    expect(await limiter.acquire({ ...admission('cancel'), giveUpAt: clock.now() })).toBe('late');
+    // Granted before it: the give-up timer no longer matters.
+    const granted = limiter.acquire({ ...admission('cancel'), giveUpAt: clock.now() + 1_000 });
+    limiter.release();
+    expect(await granted).toBe('go');
+    clock.advance(5_000);
+    expect(limiter.inFlight).toBe(1);
+  });
+
+  it('first-come admission (the old order, for comparison) sends in order of arrival', async () => {
+    const limiter = new CallLimiter({ limit: 1, clock: manualClock(), admission: 'first-come' });
+    const order = await orderOf(limiter, [
+      ['poll', admission('poll', 1)],
+      ['refund', admission('refund')],
+      ['cancel', admission('cancel')],
+    ]);
+    expect(order).toEqual(['poll', 'refund', 'cancel']);
+  });
+});
+
 describe('admittingClock', () => {
   it('timers that came due while every slot was taken fire by urgency when a slot frees', async () => {
     const clock = manualClock();

@@ -166,7 +166,7 @@ describe('engine.pay: the lifecycle starts before the pay is sent', () => {
     await engine.stop();
   });
 
-  it('the pay actor sends nothing at or after expiry: a not-sent pay leads to a last look and a cancel', async () => {
+  it('the pay actor sends nothing at or after expiry: a pay given up before any pay left fails as never-sent, with no call', async () => {
     // The pay waits for a call slot held by a slow call until the payment has expired.
     const w = await world({ engine: { maxConcurrentCalls: 1 } });
     const answers: PayOutcome[] = [];
@@ -203,15 +203,17 @@ describe('engine.pay: the lifecycle starts before the pay is sent', () => {
     await new Promise((resolve) => setTimeout(resolve, 300)); // 18 simulated seconds: expired
     release();
     const view = await paying;
-    expect(view.context.pay?.lastCode).toBe('NO_RESULT:not-sent');
+    expect(view.context.pay?.lastCode).toBe('NO_RESULT:never-sent');
     expect(answers).toHaveLength(0);
-    expect(paysOf(w, 'PAY-LATE')).toHaveLength(0);
     const outcome = await w.engine.outcome('PAY-LATE');
-    // Alipay+ never had it; past expiry the cancel says so, and nothing can be taken any more.
+    // Started here, its pay never handed to the client: nothing reached Alipay+, so nothing can
+    // have been charged. Failed, without a last look or a cancel (the machine test covers the
+    // restored lifecycle, whose not-sent pay still leads to both).
     expect(outcome).toMatchObject({
-      status: 'closed',
-      decidedBy: { source: 'cancel', code: 'ORDER_NOT_EXIST' },
+      status: 'failed',
+      decidedBy: { source: 'pay', code: 'NO_RESULT:never-sent' },
     });
+    expect(w.sim.calls().filter((c) => c.paymentRequestId === 'PAY-LATE')).toEqual([]);
   });
 });
 

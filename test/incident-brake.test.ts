@@ -73,4 +73,66 @@ describe('createIncidentBrake', () => {
     brake.observe('inquiryPayment', 'other');
     expect(brake.window).toEqual(before);
   });
+
+  it('while engaged, paces every call at a fifth above what Alipay+ answered, doubles it after a clean second, and lifts it on release', () => {
+    let now = 1_000_000;
+    const paces: (number | undefined)[] = [];
+    const changes: boolean[] = [];
+    const brake = createIncidentBrake(
+      () => now,
+      { windowMs: 10_000, minCalls: 20 },
+      (engaged) => changes.push(engaged),
+      (pace) => paces.push(pace),
+    );
+    // 10 s of an Alipay+ that answers 10 calls a second and refuses 30 more.
+    for (let second = 0; second < 10; second++) {
+      for (let i = 0; i < 40; i++) {
+        brake.observe('inquiryPayment', i < 10 ? 'ok' : 'overload');
+        now += 25;
+      }
+    }
+    expect(changes).toEqual([true]);
+    // Every second after engaging: 10 answered → 12 a second.
+    expect(paces.length).toBeGreaterThan(1);
+    expect(paces.at(-1)).toBeCloseTo(12, 5);
+    expect(brake.callsPerSecond).toBeCloseTo(12, 5);
+    // Sending at the pace with a few refusals keeps it engaged (the pace binds), not released.
+    for (let second = 0; second < 20; second++) {
+      for (let i = 0; i < 12; i++) {
+        brake.observe('cancelPayment', i < 10 ? 'ok' : 'overload');
+        now += 1_000 / 12;
+      }
+    }
+    expect(changes).toEqual([true]);
+    expect(brake.callsPerSecond).toBeCloseTo(12, 5);
+    // Answers come back: each clean second doubles the pace; released once the engine sends less
+    // than the pace allows and the window is clean enough: the pace is lifted.
+    for (let second = 0; second < 20 && brake.engaged; second++) {
+      for (let i = 0; i < 12; i++) {
+        brake.observe('cancelPayment', 'ok');
+        now += 1_000 / 12;
+      }
+    }
+    expect(changes).toEqual([true, false]);
+    expect(paces.at(-1)).toBeUndefined();
+    expect(paces.filter((p) => p !== undefined && p > 12).length).toBeGreaterThan(0);
+    expect(brake.callsPerSecond).toBeUndefined();
+  });
+
+  it('in a full outage the pace falls to minCallsPerSecond: the probes', () => {
+    let now = 1_000_000;
+    const paces: (number | undefined)[] = [];
+    const brake = createIncidentBrake(
+      () => now,
+      { minCallsPerSecond: 2 },
+      () => undefined,
+      (p) => paces.push(p),
+    );
+    for (let i = 0; i < 100; i++) {
+      brake.observe('pay', 'overload');
+      now += 100;
+    }
+    expect(brake.engaged).toBe(true);
+    expect(paces.every((p) => p === 2)).toBe(true);
+  });
 });

@@ -28,6 +28,7 @@ describe('state tags', () => {
     expect(carriers('readByTimer')).toEqual(['awaitingNotification.lastLook', 'awaitingResult.inquiring']);
     expect(carriers('sealed')).toEqual(['cancelling', 'refunding', 'windowClosed']);
     expect(carriers('cancelCall')).toEqual(['cancelling']);
+    expect(carriers('cancelRetryWait')).toEqual(['cancelling.retryWait']);
   });
 
   it('a snapshot in a child state has its parent’s tags', () => {

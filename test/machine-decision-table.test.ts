@@ -260,6 +260,23 @@ describe('pay decision table rows', () => {
     }
   });
 
+  it('pay row never-sent: given up before any pay left → failed, no inquiry, no cancel', async () => {
+    const h = await atPay('user-presented');
+    await h.advance(59_000);
+    await h.answer(answers.payNoResult('never-sent'));
+    expect(h.state()).toBe('failed');
+    expect(h.outcome()).toMatchObject({
+      status: 'failed',
+      decidedBy: { source: 'pay', level: 'call', code: 'NO_RESULT:never-sent' },
+    });
+    expect(h.calls).toHaveLength(1); // the pay the engine gave up on: nothing after it
+    // A pay merely not sent past expiry (one may have left before a restart) is no answer: it inquires.
+    const other = await atPay('user-presented');
+    await other.advance(8_000);
+    await other.answer(answers.payNoResult('not-sent'));
+    expect(other.state()).toBe('awaitingResult.pending');
+  });
+
   it('pay row no-result: no result → the inquiry lifecycle', async () => {
     const h = await atPay('cashier');
     await h.advance(8_000);
@@ -313,6 +330,7 @@ describe('pay decision table rows', () => {
       'pay-refused': [answers.payF('REPEAT_REQ_INCONSISTENT'), 'cashier'],
       'in-process': [answers.payU(), 'user-presented'],
       'no-result': [answers.payNoResult('not-sent'), 'entry-code'],
+      'never-sent': [answers.payNoResult('never-sent'), 'cashier'],
     };
     for (const [row, [outcome, mode]] of Object.entries(examples))
       expect(classifyPay(outcome, mode)).toBe(row);

@@ -16,7 +16,12 @@ export type NoResultReason =
   | 'bad-signature'
   | 'aborted'
   /** The engine did not send the request: its deadline (a pay's expiry) had passed. */
-  | 'not-sent';
+  | 'not-sent'
+  /**
+   * A pay the engine gave up on before sending it (it waited for a call slot until its cut-off),
+   * when no pay for this payment had ever left the engine: nothing reached Alipay+.
+   */
+  | 'never-sent';
 
 export interface NoResult {
   readonly kind: 'no-result';

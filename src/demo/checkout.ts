@@ -23,14 +23,14 @@ export function demoPayMode(index: number): PayMode {
   }
 }
 
-/** A complete pay request of the given mode, as a merchant's checkout would send it. */
+/** A complete pay request of the given mode (by default the index's), as a merchant's checkout would send it. */
 export function demoPayRequest(
   paymentRequestId: string,
   index: number,
   amount: { currency: string; value: string },
   now: number,
+  mode: PayMode = demoPayMode(index),
 ): PayRequestInput {
-  const mode = demoPayMode(index);
   const store = { referenceStoreId: 'DEMO-STORE-1', storeName: 'Demo store', storeMCC: '5411' };
   const merchant = {
     referenceMerchantId: 'DEMO-MERCHANT',

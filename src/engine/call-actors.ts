@@ -57,6 +57,22 @@ const abortedCall = (): NoResult => ({
 
 const notSent = (detail: string): NoResult => ({ kind: 'no-result', reason: 'not-sent', detail });
 
+/** What a call that got no slot answers: aborted by its lifecycle, or given up as worthless by now. */
+const notRun = (verdict: 'aborted' | 'late'): NoResult =>
+  verdict === 'late'
+    ? notSent(
+        'still waiting for a call slot when it was worth nothing any more (Alipay+ overloaded); not sent',
+      )
+    : abortedCall();
+
+/**
+ * How long past the payment's expiry (or past its start, for one started later: a restored lifecycle)
+ * a routine poll or the last look may wait for its slot. Later, it only holds up the cancel: the
+ * lifecycle cancels without it (a cancel is always safe; the last look only spares a paid payment
+ * the cancel).
+ */
+const INQUIRY_GRACE_MS = 3_000;
+
 const PAY: CallAdmission = { api: 'pay', urgency: 'deadline' };
 const REFUND: CallAdmission = { api: 'refund', urgency: 'refund' };
 const CANCEL: CallAdmission = { api: 'cancelPayment', urgency: 'cancel' };
@@ -64,10 +80,12 @@ const LAST_LOOK: CallAdmission = { api: 'inquiryPayment', urgency: 'deadline' };
 const WINDOW_CHECK: CallAdmission = { api: 'inquiryPayment', urgency: 'refund' };
 
 /** An inquiry's admission: by what the machine says it is for. */
-function inquiryAdmission(input: CallInput): CallAdmission {
-  if (input.purpose === 'last-look') return LAST_LOOK;
+function inquiryAdmission(input: CallInput, now: number): CallAdmission {
   if (input.purpose === 'window-check') return WINDOW_CHECK;
-  return { api: 'inquiryPayment', urgency: 'poll', deadline: input.notAfter };
+  const giveUpAt =
+    input.notAfter === undefined ? undefined : Math.max(input.notAfter, now) + INQUIRY_GRACE_MS;
+  if (input.purpose === 'last-look') return giveUpAt === undefined ? LAST_LOOK : { ...LAST_LOOK, giveUpAt };
+  return { api: 'inquiryPayment', urgency: 'poll', deadline: input.notAfter, giveUpAt };
 }
 
 /** The lifecycle machine with the engine's calls: pay, refund, inquiry and cancel, each through the limiter. */
@@ -124,29 +142,42 @@ export function provideCallActors(options: CallActorsOptions): typeof paymentLif
     signal: AbortSignal,
     send: () => Promise<T | NoResult>,
   ): Promise<T | NoResult> {
-    return limiter.run(
-      admission,
-      signal,
-      async () => ((await mayAct(id)) ? send() : abortedCall()),
-      abortedCall,
-    );
+    return limiter.run(admission, signal, async () => ((await mayAct(id)) ? send() : abortedCall()), notRun);
   }
 
   return paymentLifecycleMachine.provide({
     actors: {
       pay: fromPromise<CallResult<PayOutcome>, PayCallInput>(async ({ input, signal }) => {
         // Sent only once `paying` (with the exact request) is durable: a crash cannot lose a sent pay.
+        const lifecycle = lifecycles.get(input.paymentRequestId);
         const send = (): Promise<PayOutcome> => {
-          const request = lifecycles.get(input.paymentRequestId)?.payRequest as PayRequest | undefined;
+          const request = lifecycle?.payRequest as PayRequest | undefined;
           // Checked once a call slot is ours, right before signing: no pay in the last second before
           // expiry (it could not arrive in time) nor after it.
           if (clock.now() >= input.notAfter - PAY_CUTOFF_MS)
             return Promise.resolve(notSent('the payment expires within a second, or has expired'));
           if (!request || !client.pay) return Promise.resolve(notSent('no pay request or no client.pay'));
           const payClient = client as Required<typeof client>; // has pay(): checked just above
+          lifecycle?.payLeaving();
           return metrics.call('pay', () => payClient.pay(request, { signal }));
         };
-        return resultOf(input.paymentRequestId, await sideEffect(input.paymentRequestId, PAY, signal, send));
+        // A pay still waiting for its slot at the cut-off is not sent (Alipay+ overloaded, calls
+        // paced). If no pay for this payment ever left, nothing reached Alipay+: the lifecycle fails
+        // without an inquiry or a cancel. Else it goes on as for any pay without an answer.
+        const admission = { ...PAY, giveUpAt: input.notAfter - PAY_CUTOFF_MS };
+        const outcome = await sideEffect(input.paymentRequestId, admission, signal, send);
+        const neverLeft =
+          outcome.kind === 'no-result' && outcome.reason === 'not-sent' && lifecycle?.payNeverLeft === true;
+        return resultOf(
+          input.paymentRequestId,
+          neverLeft
+            ? {
+                kind: 'no-result',
+                reason: 'never-sent',
+                detail: `${outcome.detail}; no pay for it ever left this engine`,
+              }
+            : outcome,
+        );
       }),
       refund: fromPromise<CallResult<RefundOutcome>, RefundCallInput>(async ({ input, signal }) => {
         // Sent only once `refunding` is durable, with the same refundRequestId every time.
@@ -169,10 +200,10 @@ export function provideCallActors(options: CallActorsOptions): typeof paymentLif
         resultOf(
           input.paymentRequestId,
           await limiter.run(
-            inquiryAdmission(input),
+            inquiryAdmission(input, clock.now()),
             signal,
             () => metrics.call('inquiryPayment', () => client.inquiryPayment(input.ref, { signal })),
-            abortedCall,
+            notRun,
           ),
         ),
       ),

@@ -25,7 +25,16 @@ export interface CallAdmission {
   urgency: CallUrgency;
   /** For a poll: the payment's expiry (engine clock ms). Earliest first among polls; past it, urgent. */
   deadline?: number;
+  /**
+   * When to stop waiting (engine clock ms): a call still waiting then is told `late` and not sent.
+   * An inquiry gives up a little after the payment's expiry: sent later, it would only hold up the
+   * cancel that follows without it.
+   */
+  giveUpAt?: number;
 }
+
+/** What a waiting call is told: its turn, or why it has none. */
+export type Verdict = 'go' | 'aborted' | 'late';
 
 /** A cap on one API's calls per second (engine clock): a token bucket. */
 export interface RateCap {
@@ -35,8 +44,8 @@ export interface RateCap {
   burst?: number;
 }
 
-/** What a waiting call is told when it is its turn. */
-type Grant = (verdict: 'go' | 'aborted') => void;
+/** What a waiting call is told when it is its turn (or gives up). */
+type Grant = (verdict: Verdict) => void;
 
 interface Waiter {
   at: number;
@@ -50,15 +59,23 @@ interface Waiter {
 class TokenBucket {
   private tokens: number;
   private refilledAt: number;
-  private readonly burst: number;
+  private burst: number;
 
   constructor(
-    private readonly cap: RateCap,
+    private cap: RateCap,
     now: number,
   ) {
     this.burst = Math.max(1, cap.burst ?? Math.ceil(cap.perSecond));
     this.tokens = this.burst;
     this.refilledAt = now;
+  }
+
+  /** A new rate from now on (the tokens already there stay, up to the new burst). */
+  setRate(perSecond: number, now: number): void {
+    this.refill(now);
+    this.cap = { perSecond };
+    this.burst = Math.max(1, Math.ceil(perSecond / 10));
+    this.tokens = Math.min(this.tokens, this.burst);
   }
 
   /** Whether a token is there now. */
@@ -94,7 +111,16 @@ export interface CallLimiterOptions {
   clock: Pick<EngineClock, 'now' | 'setTimeout' | 'clearTimeout'>;
   /** Per-API rate caps; an API without one is limited by `limit` only. */
   rateCaps?: Partial<Record<CallApi, RateCap>>;
+  /** `by-urgency` (the default) or `first-come`: see {@link Admission}. */
+  admission?: Admission;
 }
+
+/**
+ * How waiting calls are ordered: `by-urgency` (cancels, then last looks and pays, then refunds, then
+ * routine polls by deadline), or `first-come`, in order of arrival whatever they are: the engine's
+ * order before admission by urgency, kept to measure the difference (bench/overload.ts).
+ */
+export type Admission = 'by-urgency' | 'first-come';
 
 /**
  * Admission control for Alipay+ calls: at most `limit` in flight; the others wait, unsigned, and are
@@ -114,15 +140,20 @@ export class CallLimiter {
   private readonly buckets = new Map<CallApi, TokenBucket>();
   /** Routine polls' own pace while the incident brake is engaged. */
   private pollPace: TokenBucket | undefined;
+  /** Every call's pace while the incident brake is engaged: about the rate Alipay+ answers. */
+  private callPace: TokenBucket | undefined;
   private tokenTimer: unknown;
   private readonly limit: number;
   private readonly clock: CallLimiterOptions['clock'];
+  /** Every call waits in one queue, in order of arrival. */
+  readonly firstCome: boolean;
   /** Called when a slot frees up and no call is waiting for it. */
   onRoom: (() => void) | undefined;
 
   constructor(options: CallLimiterOptions) {
     this.limit = options.limit;
     this.clock = options.clock;
+    this.firstCome = options.admission === 'first-come';
     for (const [api, cap] of Object.entries(options.rateCaps ?? {}) as [CallApi, RateCap][])
       this.buckets.set(api, new TokenBucket(cap, this.clock.now()));
   }
@@ -145,7 +176,7 @@ export class CallLimiter {
    * for a routine poll, nothing waits at all (a more urgent call only waits for its API's tokens).
    */
   roomFor(urgency: CallUrgency): boolean {
-    return urgency === 'poll' ? this.hasRoom : this.active < this.limit;
+    return urgency === 'poll' || this.firstCome ? this.hasRoom : this.active < this.limit;
   }
 
   /**
@@ -159,12 +190,29 @@ export class CallLimiter {
   }
 
   /**
+   * Paces every call at `perSecond` (the incident brake's estimate of what Alipay+ answers), or lifts
+   * the pace (`undefined`). Waiting calls still go most urgent first: a cancel waits for the pace,
+   * never for the polls.
+   */
+  paceCalls(perSecond: number | undefined): void {
+    if (perSecond === undefined) this.callPace = undefined;
+    else if (this.callPace) this.callPace.setRate(perSecond, this.clock.now());
+    else
+      this.callPace = new TokenBucket(
+        { perSecond, burst: Math.max(1, Math.ceil(perSecond / 10)) },
+        this.clock.now(),
+      );
+    this.dispatch();
+  }
+
+  /**
    * Resolves `go` when a slot (and its API's token) is taken, `aborted` if `signal` fired first (no
    * slot is held then).
    */
-  acquire(admission: CallAdmission, signal?: AbortSignal): Promise<'go' | 'aborted'> {
+  acquire(admission: CallAdmission, signal?: AbortSignal): Promise<Verdict> {
     if (signal?.aborted) return Promise.resolve('aborted');
     const now = this.clock.now();
+    if (admission.giveUpAt !== undefined && now >= admission.giveUpAt) return Promise.resolve('late');
     if (
       this.active < this.limit &&
       this.waiting === 0 &&
@@ -181,18 +229,25 @@ export class CallLimiter {
         gone: false,
         grant: (verdict) => {
           signal?.removeEventListener('abort', onAbort);
+          if (lateTimer !== undefined) this.clock.clearTimeout(lateTimer);
           resolve(verdict);
         },
       };
-      const onAbort = () => {
+      const giveUp = (verdict: 'aborted' | 'late') => {
         if (waiter.gone) return;
         waiter.gone = true;
         this.waiting--;
-        resolve('aborted');
+        waiter.grant(verdict);
         this.dispatch();
       };
+      const onAbort = () => giveUp('aborted');
       signal?.addEventListener('abort', onAbort, { once: true });
-      if (admission.urgency === 'poll') this.polls.push(waiter);
+      const lateTimer =
+        admission.giveUpAt === undefined
+          ? undefined
+          : this.clock.setTimeout(() => giveUp('late'), admission.giveUpAt - now);
+      if (this.firstCome) this.fifo[0].push(waiter);
+      else if (admission.urgency === 'poll') this.polls.push(waiter);
       else this.fifo[RANK[admission.urgency] as 0 | 1 | 2].push(waiter);
       this.waiting++;
       this.dispatch();
@@ -205,14 +260,18 @@ export class CallLimiter {
     if (this.active < this.limit) this.onRoom?.();
   }
 
-  /** Runs `call` in a slot; `aborted()` is returned if the signal fires first. */
+  /**
+   * Runs `call` in a slot; `notRun(verdict)` is returned instead if the signal fires first
+   * (`aborted`) or the call is still waiting at its `giveUpAt` (`late`).
+   */
   async run<T>(
     admission: CallAdmission,
     signal: AbortSignal | undefined,
     call: () => Promise<T>,
-    aborted: () => T,
+    notRun: (verdict: 'aborted' | 'late') => T,
   ): Promise<T> {
-    if ((await this.acquire(admission, signal)) !== 'go') return aborted();
+    const verdict = await this.acquire(admission, signal);
+    if (verdict !== 'go') return notRun(verdict);
     try {
       return await call();
     } finally {
@@ -255,7 +314,8 @@ export class CallLimiter {
   private headOf(queue: Waiter[], now: number): Waiter | undefined {
     while (queue.length > 0 && (queue[0] as Waiter).gone) queue.shift();
     const head = queue[0];
-    return head && this.takeToken(head.api, now) ? queue.shift() : undefined;
+    // First come: a routine poll in the one queue is still paced while the brake is engaged.
+    return head && this.takeToken(head.api, now, this.firstCome && head.at > 0) ? queue.shift() : undefined;
   }
 
   private pollHead(): Waiter | undefined {
@@ -276,9 +336,11 @@ export class CallLimiter {
   private takeToken(api: CallApi, now: number, poll = false): boolean {
     const bucket = this.buckets.get(api);
     const pace = poll ? this.pollPace : undefined;
-    if ((bucket && !bucket.has(now)) || (pace && !pace.has(now))) return false;
+    const all = this.callPace;
+    if ((bucket && !bucket.has(now)) || (pace && !pace.has(now)) || (all && !all.has(now))) return false;
     bucket?.take(now);
     pace?.take(now);
+    all?.take(now);
     return true;
   }
 
@@ -288,6 +350,8 @@ export class CallLimiter {
     let soonest = Number.POSITIVE_INFINITY;
     for (const bucket of this.buckets.values()) soonest = Math.min(soonest, bucket.waitMs(now));
     if (this.pollPace) soonest = Math.min(soonest, this.pollPace.waitMs(now));
+    if (this.callPace)
+      soonest = Math.max(soonest === Number.POSITIVE_INFINITY ? 0 : soonest, this.callPace.waitMs(now));
     if (!Number.isFinite(soonest)) return;
     this.tokenTimer = this.clock.setTimeout(
       () => {
@@ -341,7 +405,9 @@ export function admittingClock(base: EngineClock, limiter: CallLimiter): ActorCl
   const waiting = new Map<unknown, { at: number }>();
   let seq = 0;
   let draining = false;
-  const roomForKey = (at: number) => limiter.roomFor(at >= POLL_KEY ? 'poll' : 'cancel');
+  // A routine poll's timer still waiting at its deadline leads to the last look now: no longer a poll.
+  const roomForKey = (at: number) =>
+    limiter.roomFor(at >= POLL_KEY && at - POLL_KEY > base.now() ? 'poll' : 'cancel');
   const drain = () => {
     draining = false;
     for (let next = due.peek(); next; next = due.peek()) {
@@ -365,7 +431,8 @@ export function admittingClock(base: EngineClock, limiter: CallLimiter): ActorCl
       if (!owner) return base.setTimeout(fn, ms);
       let handle: unknown;
       const fire = () => {
-        const at = timerKey(owner.timerAdmission());
+        // First come: every waiting timer has the same key, so they fire in the order they came due.
+        const at = limiter.firstCome ? 0 : timerKey(owner.timerAdmission());
         // At once if it would not wait, and no timer as urgent or more waits before it.
         const first = due.peek();
         if (roomForKey(at) && (!first || first.at > at)) return fn();

@@ -12,7 +12,19 @@ export interface BrakeOptions {
   releaseRatio?: number;
   /** Routine polls per second (engine clock) while it is engaged. Default 5. */
   pollsPerSecond?: number;
+  /**
+   * The least pace of all calls while it is engaged (calls per second): the probes that find out
+   * when Alipay+ answers again. Default 1.
+   */
+  minCallsPerSecond?: number;
 }
+
+/** While engaged, calls go at this multiple of the rate Alipay+ answered them in the last second. */
+const HEADROOM = 1.2;
+/** A second with answers and no overload doubles the pace: back to full speed in seconds. */
+const GROWTH = 2;
+/** Released only while the engine sends less than this share of its pace (the pace binds no longer). */
+const SLACK = 0.8;
 
 /** What one call came back as, for the brake. */
 export type CallSignal = 'ok' | 'overload' | 'other';
@@ -42,6 +54,8 @@ export interface IncidentBrake {
   observe(api: CallApi, signal: CallSignal): void;
   /** Routine polls per second while engaged. */
   readonly pollsPerSecond: number;
+  /** Every call's pace while engaged (calls per second); `undefined` while released. */
+  readonly callsPerSecond: number | undefined;
   /** The window's counts, for the log line of a change. */
   readonly window: { calls: number; overload: number };
 }
@@ -51,30 +65,55 @@ const SLOTS = 10;
 /**
  * The incident brake. It counts Alipay+'s answers over a sliding window (ten slots of a tenth of it).
  * When overload answers (REQUEST_TRAFFIC_EXCEED_LIMIT, 5xx, timeouts, failed connections) reach
- * `engageRatio` of at least `minCalls`, it engages: routine polls are then paced at `pollsPerSecond`,
- * while cancels, last looks, pays and refunds keep their slots. When they fall to `releaseRatio`, it
- * releases on its own. The polls it still lets through, and every cancel, are its probes. `onChange`
- * is called once per change, never per call.
+ * `engageRatio` of at least `minCalls`, it engages:
+ * - every call is paced at about the rate Alipay+ answered in the last slot (a fifth more, to find
+ *   out when it can take more; at least `minCallsPerSecond`), doubled after each slot without an
+ *   overload answer; waiting calls still go most urgent first, so the pace holds back polls, not
+ *   cancels;
+ * - routine polls are held to `pollsPerSecond` as well.
+ * Sending past what Alipay+ answers only buys refusals, and each refused cancel waits longer for its
+ * next try. It releases on its own once overload answers fall to `releaseRatio` of the window while
+ * the engine sends less than its pace allows. `onChange` is called once per change, never per call;
+ * `onPace` with each new pace (`undefined` on release).
  */
 export function createIncidentBrake(
   now: () => number,
   options: BrakeOptions,
   onChange: (engaged: boolean, window: { calls: number; overload: number }) => void,
+  onPace?: (callsPerSecond: number | undefined) => void,
 ): IncidentBrake {
   const windowMs = options.windowMs ?? 10_000;
   const minCalls = options.minCalls ?? 20;
   const engageRatio = options.engageRatio ?? 0.5;
   const releaseRatio = options.releaseRatio ?? 0.2;
   const pollsPerSecond = options.pollsPerSecond ?? 5;
+  const minPace = options.minCallsPerSecond ?? 1;
   const slotMs = windowMs / SLOTS;
   const calls = new Array<number>(SLOTS).fill(0);
   const overloads = new Array<number>(SLOTS).fill(0);
   /** The slot number (time / slotMs) last written. */
   let last = Math.floor(now() / slotMs);
   let engaged = false;
+  let pace: number | undefined;
+
+  function setPace(next: number | undefined): void {
+    if (next === pace) return;
+    pace = next;
+    onPace?.(next);
+  }
+
+  /** A slot has ended while engaged: the pace follows what Alipay+ answered in it. */
+  function slotEnded(index: number): void {
+    const c = calls[index] as number;
+    const o = overloads[index] as number;
+    if (c === 0 || pace === undefined) return;
+    if (o === 0) setPace(Math.min(pace * GROWTH, 1e6));
+    else setPace(Math.max(minPace, ((c - o) * 1_000 * HEADROOM) / slotMs));
+  }
 
   function advance(at: number): number {
     const slot = Math.floor(at / slotMs);
+    if (slot > last && engaged) slotEnded(last % SLOTS);
     // Slots passed since the last call are emptied (all of them after a quiet window).
     for (let s = last + 1; s <= slot && s <= last + SLOTS; s++) {
       calls[s % SLOTS] = 0;
@@ -99,6 +138,9 @@ export function createIncidentBrake(
       return engaged;
     },
     pollsPerSecond,
+    get callsPerSecond() {
+      return pace;
+    },
     get window() {
       advance(now());
       return totals();
@@ -113,8 +155,15 @@ export function createIncidentBrake(
       if (!engaged && window.calls >= minCalls && ratio >= engageRatio) {
         engaged = true;
         onChange(true, window);
-      } else if (engaged && window.calls >= Math.max(1, minCalls / 4) && ratio <= releaseRatio) {
+        setPace(Math.max(minPace, ((window.calls - window.overload) * 1_000 * HEADROOM) / windowMs));
+      } else if (
+        engaged &&
+        window.calls >= Math.max(1, minCalls / 4) &&
+        ratio <= releaseRatio &&
+        (window.calls * 1_000) / windowMs < SLACK * (pace ?? 0)
+      ) {
         engaged = false;
+        setPace(undefined);
         onChange(false, window);
       }
     },

@@ -4,6 +4,7 @@ import type { LifecycleOutcome } from '../../machines/outcome.js';
 import {
   type LifecycleContext,
   type LifecycleEvent,
+  type LifecycleTag,
   type paymentLifecycleMachine,
   wakeAt,
 } from '../../machines/payment-lifecycle.js';
@@ -265,6 +266,12 @@ export class Lifecycle implements TimerOwner {
   private timer: unknown;
   /** Asleep since it was read from the store: its waking is the restore (audited as RESUME). */
   private restored: boolean;
+  /**
+   * Whether a pay for it may have left an engine: true for a lifecycle read from the store (an
+   * earlier process, or another worker, may have sent one before it stopped), and once this one
+   * hands its pay to the client. False only for one started here whose pay was never handed over.
+   */
+  private payMayHaveLeft: boolean;
 
   constructor(home: Home, id: string, input: StoredLifecycleInput, version: number, state: string) {
     this.home = home;
@@ -277,6 +284,7 @@ export class Lifecycle implements TimerOwner {
     this.kept = undefined;
     this.timer = undefined;
     this.restored = false;
+    this.payMayHaveLeft = true;
   }
 
   // ---- what it is ------------------------------------------------------------------------------
@@ -294,6 +302,18 @@ export class Lifecycle implements TimerOwner {
   /** The exact pay request, while the pay is undecided (it is let go once the lifecycle leaves `paying`). */
   get payRequest(): unknown {
     return this.storedInput.payRequest;
+  }
+  /** Whether its current state carries the tag (asleep or live). */
+  hasTag(tag: LifecycleTag): boolean {
+    return this.home.tags.get(this.currentState)?.has(tag) === true;
+  }
+  /** No pay for this payment has left an engine: it was started here, and its pay never handed over. */
+  get payNeverLeft(): boolean {
+    return !this.payMayHaveLeft;
+  }
+  /** Its pay is being handed to the client now (called before signing). */
+  payLeaving(): void {
+    this.payMayHaveLeft = true;
   }
   /** Whether it holds a final outcome (live and done, or settling). */
   get isFinal(): boolean {
@@ -645,7 +665,10 @@ export class Lifecycle implements TimerOwner {
     if (!tags?.has('pollWait')) return DEADLINE_TIMER;
     const context =
       this.live?.snapshot.context ?? (this.kept as { context?: LifecycleContext } | undefined)?.context;
-    return { urgency: 'poll', deadline: context?.expiresAt };
+    const deadline = context?.expiresAt;
+    // At or past its expiry, what the wait leads to is the last look, not a routine poll.
+    if (deadline !== undefined && deadline <= this.home.clock.now()) return DEADLINE_TIMER;
+    return { urgency: 'poll', deadline };
   }
 
   // ---- inside ------------------------------------------------------------------------------------
@@ -732,6 +755,7 @@ export class Lifecycle implements TimerOwner {
   /** @internal The table's: a new lifecycle's actor, before the store has its first record. */
   static prepare(home: Home, id: string, input: StoredLifecycleInput): { lifecycle: Lifecycle; live: Live } {
     const lifecycle = new Lifecycle(home, id, input, 0, '');
+    lifecycle.payMayHaveLeft = false;
     const live = lifecycle.makeActor(undefined);
     lifecycle.live = live;
     return { lifecycle, live };

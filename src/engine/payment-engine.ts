@@ -5,6 +5,7 @@ import { decisionObservation } from '../../machines/inquiry-schedule.js';
 import type { LifecycleOutcome } from '../../machines/outcome.js';
 import {
   InquiryPlan,
+  jitterShare,
   type LifecycleInput,
   type LifecyclePolicyInput,
   resolveLifecycleInput,
@@ -33,7 +34,7 @@ import {
   resolveAttention,
 } from './attention.js';
 import { provideCallActors } from './call-actors.js';
-import { admittingClock, type CallApi, CallLimiter, type RateCap } from './call-limiter.js';
+import { type Admission, admittingClock, type CallApi, CallLimiter, type RateCap } from './call-limiter.js';
 import { type EngineClock, systemClock } from './clock.js';
 import { DecisionLearner } from './decision-learner.js';
 import type { BrakeEvent, EngineEvents } from './engine-events.js';
@@ -56,6 +57,9 @@ import { TrackInput } from './track-input.js';
 
 export type { BrakeEvent, EngineEvents, LateNotificationEvent, TransitionEvent } from './engine-events.js';
 export { type PaymentView, stateString } from './lifecycle.js';
+
+/** Cancels waiting to retry when an incident ends are sent within this many ms, spread by payment. */
+const RECALL_SPREAD_MS = 5_000;
 
 /** Options of {@link createPaymentEngine}. */
 export interface PaymentEngineOptions {
@@ -86,6 +90,12 @@ export interface PaymentEngineOptions {
    * have their own: the fleet's rate is the sum (see docs/configuration.md).
    */
   rateCaps?: Partial<Record<CallApi, RateCap>>;
+  /**
+   * The order in which waiting calls go out: `by-urgency` (the default, as `maxConcurrentCalls`
+   * says) or `first-come`, in order of arrival, which is how the engine worked before and is kept
+   * to measure the difference (bench/overload.ts). Keep the default.
+   */
+  admission?: Admission;
   /**
    * The incident brake: when most of Alipay+'s recent answers are REQUEST_TRAFFIC_EXCEED_LIMIT, 5xx
    * or timeouts, routine polls are paced (default 5 a second) while cancels, last looks, pays and
@@ -236,6 +246,7 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
     limit: options.maxConcurrentCalls ?? 256,
     clock,
     rateCaps: options.rateCaps,
+    admission: options.admission,
   });
   // The actors' timers: due ones wait for a call slot while the limiter is full (see admittingClock).
   const admitting = admittingClock(clock, limiter);
@@ -255,10 +266,31 @@ export function createPaymentEngine(options: PaymentEngineOptions): PaymentEngin
                 { ...window, pollsPerSecond: brake?.pollsPerSecond },
                 'incident brake engaged: Alipay+ is answering mostly REQUEST_TRAFFIC_EXCEED_LIMIT, 5xx or timeouts; routine polls paced, cancels and last looks not',
               );
-            else logger.info({ ...window }, 'incident brake released: Alipay+ answers again');
+            else {
+              logger.info({ ...window }, 'incident brake released: Alipay+ answers again');
+              recallCancels();
+            }
             emitter.emit('brake', { engaged, window, at: clock.now() } satisfies BrakeEvent);
           },
+          (callsPerSecond) => limiter.paceCalls(callsPerSecond),
         );
+  /**
+   * After an incident: every cancel waiting to retry goes within RECALL_SPREAD_MS, spread by
+   * payment, instead of at the end of a wait that grew while every try failed (up to 5 minutes).
+   */
+  function recallCancels(): void {
+    for (const lifecycle of lifecycles.all()) {
+      if (!lifecycle.hasTag('cancelRetryWait')) continue;
+      const id = lifecycle.id;
+      clock.setTimeout(
+        () => {
+          const held = lifecycles.held(id);
+          if (held?.hasTag('cancelRetryWait')) held.send({ type: 'RETRY_NOW', at: clock.now() });
+        },
+        Math.floor(jitterShare(`recall:${id}`) * RECALL_SPREAD_MS),
+      );
+    }
+  }
   const machine = provideCallActors({
     client,
     clock,

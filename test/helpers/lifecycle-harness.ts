@@ -314,7 +314,7 @@ export const answers = {
     ...meta,
     result: { resultCode: code, resultStatus: 'F' },
   }),
-  payNoResult: (reason: 'timeout' | 'network' | 'not-sent' = 'timeout'): PayOutcome => ({
+  payNoResult: (reason: 'timeout' | 'network' | 'not-sent' | 'never-sent' = 'timeout'): PayOutcome => ({
     kind: 'no-result',
     reason,
     detail: 'scripted',
